@@ -1,0 +1,138 @@
+"""Instance masks from prototypes, assembled one instance at a time inside its box.
+
+The original builds a float (N, H, W) tensor at full resolution, upsamples all of it and then zeroes
+everything outside each box. The same pixels come out of evaluating, for each instance, only the rows and
+columns inside its box: bilinear interpolation is separable, so each output pixel needs two proto rows and two
+proto columns. No full-resolution tensor for N instances is ever built.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from fastsam.rle import RunLengthMask
+
+
+def _bilinear_taps(dst: np.ndarray, in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source taps for bilinear resizing ``in_size`` -> ``out_size`` (align_corners=False, as
+    ``F.interpolate``) at output coordinates ``dst``: lower index, upper index, weight of the upper index."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    src = np.maximum(scale * (dst.astype(np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+    lower = np.minimum(src.astype(np.int64), in_size - 1)
+    upper = np.minimum(lower + 1, in_size - 1)
+    return lower, upper, (src - lower).astype(np.float32)
+
+
+def _pixel_span(lo: float, hi: float, limit: int) -> tuple[int, int]:
+    """Integer pixels p with lo <= p < hi, clipped to [0, limit): returned as [start, stop)."""
+    return max(0, math.ceil(lo)), min(limit, math.ceil(hi))
+
+
+class PrototypeMasks:
+    """Renders instance masks from mask prototypes and per-instance coefficients.
+
+    protos: (nm, mh, mw) for the letterboxed input of ``input_size`` (h, w); coefficients: (N, nm);
+    image_boxes: (N, 4) xyxy in image pixels (they crop the masks); input_boxes: the same boxes in input
+    pixels (used by the non-retina path). ``retina`` upsamples the logits to the image resolution before
+    thresholding; otherwise masks are computed at input resolution and mapped to the image by nearest neighbour.
+    """
+
+    def __init__(self, protos: torch.Tensor, coefficients: torch.Tensor, image_boxes: torch.Tensor,
+                 input_boxes: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int],
+                 retina: bool = True) -> None:
+        self.protos = protos.float().numpy()
+        self.coefficients = coefficients.float().numpy()
+        self.image_boxes = image_boxes.float().numpy()
+        self.input_boxes = input_boxes.float().numpy()
+        self.input_size = input_size
+        self.image_size = image_size
+        self.retina = retina
+        _, mh, mw = self.protos.shape
+        h, w = image_size
+        # The image's part of the proto grid, with the original's rounding.
+        gain = min(mh / h, mw / w)
+        pad_x, pad_y = (mw - w * gain) / 2, (mh - h * gain) / 2
+        self.crop_top, self.crop_left = int(pad_y), int(pad_x)
+        self.crop_bottom, self.crop_right = int(mh - pad_y), int(mw - pad_x)
+
+    def __len__(self) -> int:
+        return self.coefficients.shape[0]
+
+    def _logits(self, index: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Mask logits of one instance on the proto-grid rows x cols (sorted index arrays)."""
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        block = self.protos[:, r0:r1, c0:c1]
+        logits = np.tensordot(self.coefficients[index], block, axes=(0, 0))
+        return logits[np.ix_(rows - r0, cols - c0)] if (r1 - r0 != rows.size or c1 - c0 != cols.size) else logits
+
+    @staticmethod
+    def _interpolate(logits_at: callable, row_taps: tuple, col_taps: tuple) -> np.ndarray:
+        r_lo, r_hi, r_w = row_taps
+        c_lo, c_hi, c_w = col_taps
+        rows = np.unique(np.concatenate((r_lo, r_hi)))
+        cols = np.unique(np.concatenate((c_lo, c_hi)))
+        grid = logits_at(rows, cols)
+        ri_lo, ri_hi = np.searchsorted(rows, r_lo), np.searchsorted(rows, r_hi)
+        ci_lo, ci_hi = np.searchsorted(cols, c_lo), np.searchsorted(cols, c_hi)
+        # Columns first, then rows: the order F.interpolate's CPU kernel combines the four taps in.
+        across = grid[:, ci_lo] * (1 - c_w) + grid[:, ci_hi] * c_w
+        return across[ri_lo] * (1 - r_w)[:, None] + across[ri_hi] * r_w[:, None]
+
+    def render(self, index: int) -> tuple[np.ndarray, int, int]:
+        """Mask of instance ``index`` inside its box: (crop bool (h, w), x0, y0) in image pixels."""
+        h, w = self.image_size
+        x1, y1, x2, y2 = (float(v) for v in self.image_boxes[index])
+        if self.retina:
+            ys0, ys1 = _pixel_span(y1, y2, h)
+            xs0, xs1 = _pixel_span(x1, x2, w)
+            if ys1 <= ys0 or xs1 <= xs0:
+                return np.zeros((0, 0), bool), 0, 0
+            in_h = self.crop_bottom - self.crop_top
+            in_w = self.crop_right - self.crop_left
+            row_taps = _bilinear_taps(np.arange(ys0, ys1), in_h, h)
+            col_taps = _bilinear_taps(np.arange(xs0, xs1), in_w, w)
+            row_taps = (row_taps[0] + self.crop_top, row_taps[1] + self.crop_top, row_taps[2])
+            col_taps = (col_taps[0] + self.crop_left, col_taps[1] + self.crop_left, col_taps[2])
+            values = self._interpolate(lambda r, c: self._logits(index, r, c), row_taps, col_taps)
+            return values > 0, xs0, ys0
+        return self._render_input_resolution(index)
+
+    def _render_input_resolution(self, index: int) -> tuple[np.ndarray, int, int]:
+        # Original non-retina path: logits cropped to the box on the proto grid, upsampled to the input size,
+        # thresholded; then mapped to image pixels (nearest) through the unpadded part of the input.
+        _, mh, mw = self.protos.shape
+        in_h, in_w = self.input_size
+        h, w = self.image_size
+        bx1, by1, bx2, by2 = (float(v) for v in self.input_boxes[index])
+        px1, px2 = bx1 * mw / in_w, bx2 * mw / in_w
+        py1, py2 = by1 * mh / in_h, by2 * mh / in_h
+        gain = min(in_h / h, in_w / w)
+        top, left = int((in_h - h * gain) / 2), int((in_w - w * gain) / 2)
+        bottom, right = int(in_h - (in_h - h * gain) / 2), int(in_w - (in_w - w * gain) / 2)
+        # Image pixels whose input pixel lies within one proto cell of the box can be set.
+        margin_x, margin_y = in_w / mw, in_h / mh
+        def to_image(v: float, lo: int, hi: int, size: int) -> float:
+            return (v - lo) * size / (hi - lo)
+        xs0, xs1 = _pixel_span(to_image(bx1 - margin_x, left, right, w) - 1, to_image(bx2 + margin_x, left, right, w) + 1, w)
+        ys0, ys1 = _pixel_span(to_image(by1 - margin_y, top, bottom, h) - 1, to_image(by2 + margin_y, top, bottom, h) + 1, h)
+        if ys1 <= ys0 or xs1 <= xs0:
+            return np.zeros((0, 0), bool), 0, 0
+        in_rows = np.minimum(top + (np.arange(ys0, ys1) * (bottom - top)) // h, in_h - 1)
+        in_cols = np.minimum(left + (np.arange(xs0, xs1) * (right - left)) // w, in_w - 1)
+        row_taps = _bilinear_taps(in_rows, mh, in_h)
+        col_taps = _bilinear_taps(in_cols, mw, in_w)
+
+        def cropped_logits(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            logits = self._logits(index, rows, cols)
+            inside = ((rows >= py1) & (rows < py2))[:, None] & ((cols >= px1) & (cols < px2))[None, :]
+            return np.where(inside, logits, np.float32(0))
+
+        values = self._interpolate(cropped_logits, row_taps, col_taps)
+        return values > 0, xs0, ys0
+
+    def encode(self, index: int) -> RunLengthMask:
+        crop, x0, y0 = self.render(index)
+        return RunLengthMask.from_crop(crop, x0, y0, *self.image_size)

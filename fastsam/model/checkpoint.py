@@ -1,0 +1,129 @@
+"""Loading and saving model weights: ultralytics ``.pt`` pickles (read safely) and fastsam's native
+safetensors + JSON config format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from fastsam.errors import CheckpointError
+from fastsam.model.config import YoloV8SegConfig, infer_config
+from fastsam.model.safe_pickle import StubObject, load_torch_zip
+from fastsam.model.yolov8_seg import YoloV8Seg, rename_ultralytics_key
+
+CONFIG_METADATA_KEY = "fastsam_config"
+
+def _module_state(module: StubObject, prefix: str, out: dict[str, torch.Tensor], eps: list[float]) -> None:
+    state = module.state if isinstance(module.state, dict) else {}
+    for group in ("_parameters", "_buffers"):
+        for name, tensor in (state.get(group) or {}).items():
+            if isinstance(tensor, torch.Tensor):
+                out[prefix + name] = tensor
+    if module.qualname.endswith("BatchNorm2d") and isinstance(state.get("eps"), float):
+        eps.append(state["eps"])
+    for name, child in (state.get("_modules") or {}).items():
+        if isinstance(child, StubObject):
+            _module_state(child, f"{prefix}{name}.", out, eps)
+
+def _ultralytics_model(checkpoint: Any, path: Path) -> StubObject:
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path} does not hold an ultralytics checkpoint dict")
+    for key in ("ema", "model"):
+        model = checkpoint.get(key)
+        if isinstance(model, StubObject):
+            if not model.qualname.endswith("SegmentationModel"):
+                raise CheckpointError(
+                    f"{path} holds a {model.qualname.rsplit('.', 1)[-1]}, not a segmentation model; FastSAM needs "
+                    "a YOLOv8-seg (SegmentationModel) checkpoint"
+                )
+            return model
+    raise CheckpointError(f"{path} has no 'model' or 'ema' entry holding a network")
+
+def state_from_ultralytics(path: str | Path) -> tuple[dict[str, torch.Tensor], YoloV8SegConfig]:
+    """Read an ultralytics YOLOv8-seg checkpoint (8.0.x or later, fp16 or fp32) without executing it.
+
+    Returns fp32 weights named as in :class:`YoloV8Seg` and the architecture inferred from them.
+    """
+    path = Path(path)
+    model = _ultralytics_model(load_torch_zip(path), path)
+    raw: dict[str, torch.Tensor] = {}
+    eps: list[float] = []
+    _module_state(model, "", raw, eps)
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in raw.items():
+        try:
+            name = rename_ultralytics_key(key)
+        except KeyError:
+            raise CheckpointError(
+                f"{path}: unexpected weight {key!r}; only the YOLOv8-seg architecture (as in FastSAM) is supported"
+            ) from None
+        if name is not None:
+            state[name] = tensor.float() if tensor.is_floating_point() else tensor
+    return state, infer_config(state, bn_eps=eps[0] if eps else 1e-3)
+
+def build_model(state: dict[str, torch.Tensor], cfg: YoloV8SegConfig, source: str = "weights") -> YoloV8Seg:
+    """Instantiate :class:`YoloV8Seg` and load ``state`` strictly (every weight present with its shape)."""
+    model = YoloV8Seg(cfg)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        detail = (missing and f"missing {missing[:3]}") or (unexpected and f"unexpected {unexpected[:3]}") or (
+            f"shape mismatch at {wrong[:3]}"
+        )
+        raise CheckpointError(f"{source} do not form a YOLOv8-seg network: {detail}")
+    model.load_state_dict(state)
+    return model.eval()
+
+def save_native(model: YoloV8Seg, path: str | Path) -> Path:
+    """Write weights as safetensors (fp32) with the architecture config in the file's metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+               for k, v in model.state_dict().items()}
+    save_file(tensors, str(path), metadata={CONFIG_METADATA_KEY: json.dumps(model.cfg.to_dict())})
+    return path
+
+def load_native(path: str | Path) -> tuple[dict[str, torch.Tensor], YoloV8SegConfig]:
+    """Read a safetensors file written by :func:`save_native`. The config comes from the file's metadata, or
+    from a ``.json`` file beside it, or is inferred from the weights."""
+    path = Path(path)
+    try:
+        state = load_file(str(path))
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read safetensors file {path}: {exc}") from exc
+    if CONFIG_METADATA_KEY in metadata:
+        cfg = YoloV8SegConfig.from_dict(json.loads(metadata[CONFIG_METADATA_KEY]))
+    elif path.with_suffix(".json").is_file():
+        cfg = YoloV8SegConfig.from_dict(json.loads(path.with_suffix(".json").read_text()))
+    else:
+        cfg = infer_config(state)
+    return state, cfg
+
+def load_weights(path: str | Path) -> YoloV8Seg:
+    """Load a model from an ultralytics ``.pt`` or a fastsam ``.safetensors`` file, never executing its code."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint path is not a file: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint file is empty: {path}")
+    with path.open("rb") as f:
+        magic = f.read(8)
+    if magic[:2] == b"PK":
+        state, cfg = state_from_ultralytics(path)
+    elif path.suffix == ".safetensors" or len(magic) == 8:
+        state, cfg = load_native(path)
+    else:
+        raise CheckpointError(f"{path} is neither a PyTorch (.pt) nor a safetensors checkpoint")
+    return build_model(state, cfg, source=str(path))
