@@ -34,11 +34,13 @@ class RunLengthMask:
         h, w = crop.shape
         if h == 0 or w == 0 or not crop.any():
             return cls.empty(height, width)
-        # One zero row above and below every column makes each column's runs start and end inside it.
-        padded = np.zeros((w, h + 2), np.int8)
-        padded[:, 1:-1] = crop.T
-        cols, rows = np.nonzero(np.diff(padded, axis=1))
-        flat = (cols.astype(np.int64) + x0) * height + y0 + rows
+        # A zero after every column (and one before the first) makes each run start and end in its column.
+        padded = np.zeros((w, h + 1), bool)
+        padded[:, :h] = crop.T
+        flat_crop = np.concatenate(([False], padded.ravel()))
+        edges = np.flatnonzero(flat_crop[1:] != flat_crop[:-1])
+        cols, rows = np.divmod(edges, h + 1)
+        flat = (cols + x0) * height + y0 + rows
         starts, ends = flat[0::2], flat[1::2]
         # A run that reaches the bottom of a column and restarts at the top of the next one is one run.
         joined = np.flatnonzero(ends[:-1] == starts[1:])

@@ -43,8 +43,8 @@ class PrototypeMasks:
     def __init__(self, protos: torch.Tensor, coefficients: torch.Tensor, image_boxes: torch.Tensor,
                  input_boxes: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int],
                  retina: bool = True) -> None:
-        self.protos = protos.float().numpy()
-        self.coefficients = coefficients.float().numpy()
+        self.protos = protos.float().contiguous()
+        self.coefficients = coefficients.float()
         self.image_boxes = image_boxes.float().numpy()
         self.input_boxes = input_boxes.float().numpy()
         self.input_size = input_size
@@ -61,25 +61,32 @@ class PrototypeMasks:
     def __len__(self) -> int:
         return self.coefficients.shape[0]
 
-    def _logits(self, index: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    def _logits(self, index: int, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
         """Mask logits of one instance on the proto-grid rows x cols (sorted index arrays)."""
-        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         block = self.protos[:, r0:r1, c0:c1]
-        logits = np.tensordot(self.coefficients[index], block, axes=(0, 0))
-        return logits[np.ix_(rows - r0, cols - c0)] if (r1 - r0 != rows.size or c1 - c0 != cols.size) else logits
+        logits = torch.einsum("c,chw->hw", self.coefficients[index], block)
+        if r1 - r0 != rows.size or c1 - c0 != cols.size:
+            logits = logits[torch.from_numpy(rows - r0)][:, torch.from_numpy(cols - c0)]
+        return logits
 
     @staticmethod
     def _interpolate(logits_at: callable, row_taps: tuple, col_taps: tuple) -> np.ndarray:
+        """Bilinear samples at the taps, thresholded at 0 -> bool (rows, cols)."""
         r_lo, r_hi, r_w = row_taps
         c_lo, c_hi, c_w = col_taps
         rows = np.unique(np.concatenate((r_lo, r_hi)))
         cols = np.unique(np.concatenate((c_lo, c_hi)))
         grid = logits_at(rows, cols)
-        ri_lo, ri_hi = np.searchsorted(rows, r_lo), np.searchsorted(rows, r_hi)
-        ci_lo, ci_hi = np.searchsorted(cols, c_lo), np.searchsorted(cols, c_hi)
+
+        def local(index: np.ndarray, taps: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.searchsorted(index, taps))
+
+        cw, rw = torch.from_numpy(c_w), torch.from_numpy(r_w)[:, None]
         # Columns first, then rows: the order F.interpolate's CPU kernel combines the four taps in.
-        across = grid[:, ci_lo] * (1 - c_w) + grid[:, ci_hi] * c_w
-        return across[ri_lo] * (1 - r_w)[:, None] + across[ri_hi] * r_w[:, None]
+        across = grid[:, local(cols, c_lo)] * (1 - cw) + grid[:, local(cols, c_hi)] * cw
+        values = across[local(rows, r_lo)] * (1 - rw) + across[local(rows, r_hi)] * rw
+        return (values > 0).numpy()
 
     def render(self, index: int) -> tuple[np.ndarray, int, int]:
         """Mask of instance ``index`` inside its box: (crop bool (h, w), x0, y0) in image pixels."""
@@ -96,8 +103,7 @@ class PrototypeMasks:
             col_taps = _bilinear_taps(np.arange(xs0, xs1), in_w, w)
             row_taps = (row_taps[0] + self.crop_top, row_taps[1] + self.crop_top, row_taps[2])
             col_taps = (col_taps[0] + self.crop_left, col_taps[1] + self.crop_left, col_taps[2])
-            values = self._interpolate(lambda r, c: self._logits(index, r, c), row_taps, col_taps)
-            return values > 0, xs0, ys0
+            return self._interpolate(lambda r, c: self._logits(index, r, c), row_taps, col_taps), xs0, ys0
         return self._render_input_resolution(index)
 
     def _render_input_resolution(self, index: int) -> tuple[np.ndarray, int, int]:
@@ -125,13 +131,11 @@ class PrototypeMasks:
         row_taps = _bilinear_taps(in_rows, mh, in_h)
         col_taps = _bilinear_taps(in_cols, mw, in_w)
 
-        def cropped_logits(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            logits = self._logits(index, rows, cols)
+        def cropped_logits(rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
             inside = ((rows >= py1) & (rows < py2))[:, None] & ((cols >= px1) & (cols < px2))[None, :]
-            return np.where(inside, logits, np.float32(0))
+            return self._logits(index, rows, cols) * torch.from_numpy(inside)
 
-        values = self._interpolate(cropped_logits, row_taps, col_taps)
-        return values > 0, xs0, ys0
+        return self._interpolate(cropped_logits, row_taps, col_taps), xs0, ys0
 
     def encode(self, index: int) -> RunLengthMask:
         crop, x0, y0 = self.render(index)

@@ -46,13 +46,15 @@ class Predictor:
 
     Defaults are FastSAM's: imgsz 1024 (long side), conf 0.4, iou 0.9, max_det 300, retina masks (native image
     resolution). Each call returns a :class:`SegmentationResult` that answers prompts without the network.
+    The model is switched to eval mode and its batch norms are fused in place.
     """
 
     def __init__(self, model: YoloV8Seg, device: str | torch.device = "cpu", imgsz: int = 1024, conf: float = 0.4,
                  iou: float = 0.9, max_det: int = 300, retina: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         check_settings(imgsz, conf, iou, max_det)
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        # Folding batch norms into convolutions is what the original does at load time too.
+        self.model = model.to(self.device).eval().fuse()
         self.imgsz, self.conf, self.iou, self.max_det, self.retina = imgsz, conf, iou, max_det, retina
         self.max_pixels = max_pixels
 

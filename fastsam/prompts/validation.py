@@ -14,6 +14,8 @@ def _as_float_array(values: object, name: str, width: int) -> np.ndarray:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"{name} must be numbers, got {values!r:.80}") from exc
+    if array.size == 0:
+        raise InvalidInputError(f"{name} is empty; give at least one")
     if array.ndim == 1 and array.size == width:
         array = array[None]
     if array.ndim != 2 or array.shape[1] != width:
@@ -29,8 +31,6 @@ def check_points(points: object, labels: object | None, image_size: tuple[int, i
     Fractional coordinates are floored to the pixel that contains them. Labels default to all foreground.
     """
     pts = _as_float_array(points, "points", 2)
-    if pts.shape[0] == 0:
-        raise InvalidInputError("points is empty; give at least one (x, y) point")
     h, w = image_size
     outside = (pts[:, 0] < 0) | (pts[:, 0] >= w) | (pts[:, 1] < 0) | (pts[:, 1] >= h)
     if outside.any():
@@ -51,8 +51,6 @@ def check_points(points: object, labels: object | None, image_size: tuple[int, i
 def check_boxes(boxes: object, image_size: tuple[int, int]) -> np.ndarray:
     """Boxes (M, 4) as xyxy image pixels -> float array; each must have x2 > x1, y2 > y1 and overlap the image."""
     array = _as_float_array(boxes, "boxes", 4)
-    if array.shape[0] == 0:
-        raise InvalidInputError("boxes is empty; give at least one (x1, y1, x2, y2) box")
     h, w = image_size
     for x1, y1, x2, y2 in array:
         if x2 <= x1 or y2 <= y1:

@@ -1,0 +1,5 @@
+import sys
+
+from fastsam.cli import main
+
+sys.exit(main())

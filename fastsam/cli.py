@@ -1,0 +1,183 @@
+"""Command line: ``fastsam segment`` and ``fastsam convert``.
+
+User mistakes (bad paths, images, prompts, checkpoints) end with a one-line ``fastsam: error: ...`` message and
+exit code 2; when several images are given, the others are still processed and written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from fastsam.errors import FastSAMError, InvalidInputError
+from fastsam.io.image import IMAGE_SUFFIXES
+
+FORMATS = ("json", "png", "labels", "polygons", "overlay")
+EXIT_USER_ERROR = 2
+
+
+def _numbers(text: str, count: int, what: str) -> list[float]:
+    parts = text.replace(" ", "").split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise InvalidInputError(f"{what} {text!r} must be {count} comma-separated numbers") from None
+    if len(values) != count:
+        raise InvalidInputError(f"{what} {text!r} must be {count} comma-separated numbers, got {len(values)}")
+    return values
+
+
+def expand_inputs(sources: Sequence[str]) -> list[Path]:
+    """Files as given, and the image files (by suffix, sorted) of each folder."""
+    paths: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InvalidInputError(f"folder {path} contains no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            paths.extend(found)
+        elif path.exists():
+            paths.append(path)
+        else:
+            raise InvalidInputError(f"no such file or folder: {path}")
+    return paths
+
+
+def _unique_stems(paths: Sequence[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        count = seen.get(path.stem, 0)
+        seen[path.stem] = count + 1
+        stems.append(path.stem if count == 0 else f"{path.stem}_{count}")
+    return stems
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastsam", description="Fast Segment Anything in pure PyTorch.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    seg = commands.add_parser("segment", help="segment everything, or what points/boxes select, in images")
+    seg.add_argument("images", nargs="+", help="image files and/or folders of images")
+    seg.add_argument("--model", default="FastSAM-x", help="zoo name (FastSAM-s, FastSAM-x) or checkpoint path")
+    seg.add_argument("--points", nargs="+", metavar="X,Y", help="point prompts in image pixels")
+    seg.add_argument("--labels", nargs="+", type=int, metavar="L", help="1 foreground / 0 background, one per point")
+    seg.add_argument("--per-point", action="store_true", help="one instance per foreground point, not one merged mask")
+    seg.add_argument("--boxes", nargs="+", metavar="X1,Y1,X2,Y2", help="box prompts in image pixels")
+    seg.add_argument("--imgsz", type=int, default=1024, help="network input long side (multiple of 32)")
+    seg.add_argument("--conf", type=float, default=0.4, help="confidence threshold")
+    seg.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold")
+    seg.add_argument("--max-det", type=int, default=300, help="maximum instances per image")
+    seg.add_argument("--no-retina", action="store_true", help="masks at network-input resolution (faster)")
+    seg.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    seg.add_argument("--out", default="out", help="output folder")
+    seg.add_argument("--format", nargs="+", default=["overlay"], choices=FORMATS, dest="formats",
+                     help="outputs: json (COCO RLE), png (a mask per instance), labels (label-map PNG), "
+                          "polygons (JSON), overlay (picture)")
+    seg.add_argument("--contours", action="store_true", help="overlay: draw mask outlines")
+    seg.add_argument("--clean-edges", action="store_true", help="overlay: morphological clean-up of mask edges")
+    seg.add_argument("--seed", type=int, default=0, help="overlay colour seed")
+    seg.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
+
+    conv = commands.add_parser("convert", help="convert a checkpoint to fastsam's safetensors format")
+    conv.add_argument("source", help="ultralytics .pt or fastsam .safetensors checkpoint (or a zoo name)")
+    conv.add_argument("dest", help="output .safetensors path")
+    return parser
+
+
+def _prompts(args: argparse.Namespace) -> dict:
+    prompts: dict = {}
+    if args.labels is not None and args.points is None:
+        raise InvalidInputError("--labels given without --points")
+    if args.points:
+        prompts["points"] = [_numbers(p, 2, "point") for p in args.points]
+        if args.labels is not None:
+            if len(args.labels) != len(args.points):
+                raise InvalidInputError(f"{len(args.points)} points but {len(args.labels)} labels; give one label per point")
+            prompts["labels"] = args.labels
+        prompts["per_point"] = args.per_point
+    if args.boxes:
+        prompts["boxes"] = [_numbers(b, 4, "box") for b in args.boxes]
+    return prompts
+
+
+def _write_outputs(result, selection, stem: str, out: Path, args: argparse.Namespace, prompts: dict) -> list[Path]:
+    from fastsam.io import export, overlay
+
+    written: list[Path] = []
+    source_name = Path(result.source).name if result.source else f"{stem}.png"
+    for fmt in dict.fromkeys(args.formats):
+        if fmt == "json":
+            written.append(export.write_coco_json(selection, out / f"{stem}.json", file_name=source_name))
+        elif fmt == "png":
+            written.extend(export.write_instance_pngs(selection, out / stem, stem))
+        elif fmt == "labels":
+            written.append(export.write_label_map_png(selection, out / f"{stem}_labels.png"))
+        elif fmt == "polygons":
+            written.append(export.write_polygons_json(selection, out / f"{stem}_polygons.json"))
+        elif fmt == "overlay":
+            written.append(overlay.save_overlay(
+                out / f"{stem}_overlay.png", result.image, selection, points=prompts.get("points"),
+                labels=prompts.get("labels"), boxes=prompts.get("boxes"), contours=args.contours,
+                clean_edges=args.clean_edges, seed=args.seed,
+            ))
+    return written
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fastsam.inference.predictor import Predictor
+    from fastsam.model.zoo import load_model
+
+    prompts = _prompts(args)
+    paths = expand_inputs(args.images)
+    predictor = Predictor(load_model(args.model, progress=not args.quiet), device=args.device, imgsz=args.imgsz,
+                          conf=args.conf, iou=args.iou, max_det=args.max_det, retina=not args.no_retina)
+    out = Path(args.out)
+    failures = 0
+    bar = tqdm(list(zip(paths, _unique_stems(paths))), unit="image", disable=args.quiet or len(paths) < 2,
+               file=sys.stderr)
+    for path, stem in bar:
+        try:
+            result = predictor(path)
+            selection = result.prompt(**prompts) if prompts else result.everything()
+            written = _write_outputs(result, selection, stem, out, args, prompts)
+        except FastSAMError as exc:
+            failures += 1
+            tqdm.write(f"fastsam: error: {exc}", file=sys.stderr)
+            continue
+        if not args.quiet:
+            tqdm.write(f"{path}: {len(result)} instances, {len(selection)} masks -> {', '.join(str(p) for p in written[:3])}"
+                       f"{' ...' if len(written) > 3 else ''}", file=sys.stderr)
+    return EXIT_USER_ERROR if failures else 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from fastsam.model.zoo import convert_checkpoint
+
+    dest = Path(args.dest)
+    if dest.suffix != ".safetensors":
+        raise InvalidInputError(f"output must end in .safetensors, got {dest}")
+    convert_checkpoint(args.source, dest)
+    print(f"wrote {dest}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return _segment(args) if args.command == "segment" else _convert(args)
+    except FastSAMError as exc:
+        print(f"fastsam: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("fastsam: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Per-box mask assembly against a direct full-tensor reference of the original's mask processing."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastsam.inference.masks import PrototypeMasks
+
+
+def _reference_retina(protos, coef, boxes, image_size):
+    # The original: all logits upsampled at once to the image, cropped to each box, thresholded at 0.
+    c, mh, mw = protos.shape
+    logits = (coef @ protos.reshape(c, -1)).reshape(-1, mh, mw)
+    h, w = image_size
+    gain = min(mh / h, mw / w)
+    pad_x, pad_y = (mw - w * gain) / 2, (mh - h * gain) / 2
+    logits = logits[:, int(pad_y):int(mh - pad_y), int(pad_x):int(mw - pad_x)]
+    up = F.interpolate(logits[None], (h, w), mode="bilinear", align_corners=False)[0]
+    cols, rows = torch.arange(w)[None, None], torch.arange(h)[None, :, None]
+    x1, y1, x2, y2 = boxes[:, :, None].unbind(1)
+    inside = (cols >= x1[:, None]) & (cols < x2[:, None]) & (rows >= y1[:, None]) & (rows < y2[:, None])
+    return ((up * inside) > 0).numpy()
+
+
+def _reference_input_resolution(protos, coef, input_boxes, input_size, image_size):
+    # The original's non-retina path (crop on the proto grid, upsample to the input, threshold), then the
+    # unpadded part of the input resized to the image by nearest neighbour.
+    c, mh, mw = protos.shape
+    ih, iw = input_size
+    logits = (coef @ protos.reshape(c, -1)).reshape(-1, mh, mw)
+    scaled = input_boxes.clone()
+    scaled[:, [0, 2]] *= mw / iw
+    scaled[:, [1, 3]] *= mh / ih
+    cols, rows = torch.arange(mw)[None, None], torch.arange(mh)[None, :, None]
+    x1, y1, x2, y2 = scaled[:, :, None].unbind(1)
+    inside = (cols >= x1[:, None]) & (cols < x2[:, None]) & (rows >= y1[:, None]) & (rows < y2[:, None])
+    up = F.interpolate((logits * inside)[None], (ih, iw), mode="bilinear", align_corners=False)[0] > 0
+    h, w = image_size
+    gain = min(ih / h, iw / w)
+    top, left = int((ih - h * gain) / 2), int((iw - w * gain) / 2)
+    bottom, right = int(ih - (ih - h * gain) / 2), int(iw - (iw - w * gain) / 2)
+    crop = up[:, top:bottom, left:right].numpy().astype(np.uint8)
+    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in crop]).astype(bool)
+
+
+def _case(seed: int, image_size: tuple[int, int], input_size: tuple[int, int], n: int = 12):
+    gen = torch.Generator().manual_seed(seed)
+    mh, mw = input_size[0] // 4, input_size[1] // 4
+    protos = torch.randn(32, mh, mw, generator=gen)
+    coef = torch.randn(n, 32, generator=gen) * 0.3
+    h, w = image_size
+    xy = torch.rand(n, 2, generator=gen) * torch.tensor([w * 0.8, h * 0.8])
+    wh = torch.rand(n, 2, generator=gen) * torch.tensor([w * 0.6, h * 0.6]) + 2
+    boxes = torch.cat((xy, (xy + wh).minimum(torch.tensor([float(w), float(h)]))), 1)
+    gain = min(input_size[0] / h, input_size[1] / w)
+    input_boxes = boxes * gain
+    input_boxes[:, [1, 3]] += (input_size[0] - h * gain) / 2
+    input_boxes[:, [0, 2]] += (input_size[1] - w * gain) / 2
+    boxes[0] = torch.tensor([0.0, 0.0, float(w), float(h)])  # a full-image box, as the full-image rule makes
+    return protos, coef, boxes, input_boxes
+
+
+@pytest.mark.parametrize("seed,image_size,input_size", [
+    (0, (603, 1072), (576, 1024)),
+    (1, (1500, 2250), (704, 1024)),
+    (2, (480, 640), (768, 1024)),
+    (3, (333, 101), (320, 96)),
+])
+def test_retina_masks_equal_full_tensor_reference(seed, image_size, input_size):
+    protos, coef, boxes, input_boxes = _case(seed, image_size, input_size)
+    ours = PrototypeMasks(protos, coef, boxes, input_boxes, input_size, image_size, retina=True)
+    reference = _reference_retina(protos, coef, boxes, image_size)
+    for i in range(len(ours)):
+        mask = ours.encode(i).decode()
+        differing = np.count_nonzero(mask != reference[i])
+        # Float rounding may flip a pixel whose logit is ~0; anything more is a real difference.
+        assert differing <= max(2, reference[i].sum() // 10000), f"instance {i}: {differing} pixels differ"
+
+
+@pytest.mark.parametrize("seed,image_size,input_size", [(4, (603, 1072), (576, 1024)), (5, (480, 640), (768, 1024))])
+def test_input_resolution_masks_equal_reference(seed, image_size, input_size):
+    protos, coef, boxes, input_boxes = _case(seed, image_size, input_size)
+    ours = PrototypeMasks(protos, coef, boxes, input_boxes, input_size, image_size, retina=False)
+    reference = _reference_input_resolution(protos, coef, input_boxes, input_size, image_size)
+    for i in range(len(ours)):
+        mask = ours.encode(i).decode()
+        union = np.logical_or(mask, reference[i]).sum()
+        iou = 1.0 if union == 0 else np.logical_and(mask, reference[i]).sum() / union
+        assert iou >= 0.995, f"instance {i}: IoU {iou:.4f}"
+
+
+def test_empty_box_gives_empty_mask():
+    protos, coef, boxes, input_boxes = _case(6, (100, 120), (96, 128), n=2)
+    boxes[1] = torch.tensor([50.0, 40.0, 50.0, 60.0])  # zero width
+    masks = PrototypeMasks(protos, coef, boxes, input_boxes, (96, 128), (100, 120), retina=True)
+    assert masks.encode(1).area == 0
