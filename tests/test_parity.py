@@ -131,3 +131,11 @@ def test_several_boxes_answer_in_order(results):
         assert mask_iou(mask.decode(), decode(prompt["masks"][0])) >= 0.98
 
 
+
+
+@pytest.mark.skipif(not (FIXTURES / "yolov8n-seg-coco128-ultralytics84.pt").is_file(), reason="fixture absent")
+def test_recent_ultralytics_checkpoint_counts():
+    # The fixture README: Ultralytics' FastSAM predictor finds 0 instances at conf 0.4 and 37 at 0.05 on dogs.jpg.
+    predictor = Predictor(load_weights(FIXTURES / "yolov8n-seg-coco128-ultralytics84.pt"))
+    assert len(predictor(FIXTURES / "images" / "dogs.jpg")) == 0
+    assert len(predictor(FIXTURES / "images" / "dogs.jpg", conf=0.05)) == 37
