@@ -101,12 +101,15 @@ def load_native(path: str | Path) -> tuple[dict[str, torch.Tensor], YoloV8SegCon
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read safetensors file {path}: {exc}") from exc
-    if CONFIG_METADATA_KEY in metadata:
-        cfg = YoloV8SegConfig.from_dict(json.loads(metadata[CONFIG_METADATA_KEY]))
-    elif path.with_suffix(".json").is_file():
-        cfg = YoloV8SegConfig.from_dict(json.loads(path.with_suffix(".json").read_text()))
-    else:
-        cfg = infer_config(state)
+    try:
+        if CONFIG_METADATA_KEY in metadata:
+            cfg = YoloV8SegConfig.from_dict(json.loads(metadata[CONFIG_METADATA_KEY]))
+        elif path.with_suffix(".json").is_file():
+            cfg = YoloV8SegConfig.from_dict(json.loads(path.with_suffix(".json").read_text()))
+        else:
+            cfg = infer_config(state)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: the model config is not valid JSON ({exc})") from exc
     return state, cfg
 
 def load_weights(path: str | Path) -> YoloV8Seg:
@@ -119,10 +122,10 @@ def load_weights(path: str | Path) -> YoloV8Seg:
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file is empty: {path}")
     with path.open("rb") as f:
-        magic = f.read(8)
+        magic = f.read(9)
     if magic[:2] == b"PK":
         state, cfg = state_from_ultralytics(path)
-    elif path.suffix == ".safetensors" or len(magic) == 8:
+    elif magic[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
         state, cfg = load_native(path)
     else:
         raise CheckpointError(f"{path} is neither a PyTorch (.pt) nor a safetensors checkpoint")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -134,7 +135,9 @@ _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+# The pure-Python unpickler keeps its memo in a dict; the C one sizes an array from the file's memo indices, so
+# a 16-byte pickle can make it allocate gigabytes.
+class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def __init__(self, file: io.BytesIO, load_storage: Callable[[torch.dtype, str, int], torch.Tensor]) -> None:
         super().__init__(file)
         self._load_storage = load_storage
@@ -182,31 +185,39 @@ def load_torch_zip(path: str | Path) -> Any:
         ) from exc
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    with archive:
-        names = archive.namelist()
-        pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
-        if len(pickles) != 1:
-            raise CheckpointError(f"{path} is a zip archive but not a PyTorch checkpoint (no data.pkl)")
-        root = pickles[0][: -len("data.pkl")]
-        cache: dict[str, torch.Tensor] = {}
+    try:
+        with archive:
+            return _read_archive(archive, path)
+    except zipfile.BadZipFile as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
 
-        def load_storage(dtype: torch.dtype, key: str, numel: int) -> torch.Tensor:
-            if key not in cache:
-                member = f"{root}data/{key}"
-                try:
-                    raw = archive.read(member)
-                except KeyError as exc:
-                    raise CheckpointError(f"checkpoint {path} lacks tensor data {member}") from exc
-                itemsize = torch.empty((), dtype=dtype).element_size()
-                if len(raw) < numel * itemsize:
-                    raise CheckpointError(f"checkpoint {path} is truncated (tensor data {member} too short)")
-                array = np.frombuffer(raw, dtype=np.uint8, count=numel * itemsize).copy()
-                cache[key] = torch.from_numpy(array).view(dtype)
-            return cache[key]
 
-        try:
-            return _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
-        except CheckpointError:
-            raise
-        except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            raise CheckpointError(f"checkpoint {path} could not be unpickled: {exc}") from exc
+def _read_archive(archive: zipfile.ZipFile, path: Path) -> Any:
+    names = archive.namelist()
+    pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
+    if len(pickles) != 1:
+        raise CheckpointError(f"{path} is a zip archive but not a PyTorch checkpoint (no data.pkl)")
+    root = pickles[0][: -len("data.pkl")]
+    cache: dict[str, torch.Tensor] = {}
+
+    def load_storage(dtype: torch.dtype, key: str, numel: int) -> torch.Tensor:
+        if key not in cache:
+            member = f"{root}data/{key}"
+            try:
+                raw = archive.read(member)
+            except KeyError as exc:
+                raise CheckpointError(f"checkpoint {path} lacks tensor data {member}") from exc
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            if len(raw) < numel * itemsize:
+                raise CheckpointError(f"checkpoint {path} is truncated (tensor data {member} too short)")
+            array = np.frombuffer(raw, dtype=np.uint8, count=numel * itemsize).copy()
+            cache[key] = torch.from_numpy(array).view(dtype)
+        return cache[key]
+
+    try:
+        return _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
+    except CheckpointError:
+        raise
+    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError, KeyError,
+            MemoryError, RecursionError, struct.error) as exc:
+        raise CheckpointError(f"checkpoint {path} could not be unpickled: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,359 @@
+"""Checkpoint loading: malicious and malformed files are refused with CheckpointError (never run, never another
+exception type); real ultralytics checkpoints load with the right architecture; the native format round-trips."""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import functools
+import json
+import os
+import pickle
+import shlex
+import struct
+import subprocess
+import sys
+import types
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from fastsam.errors import CheckpointError, UnsafeCheckpointError
+from fastsam.model import YoloV8Seg, YoloV8SegConfig, load_weights, save_native
+from fastsam.model.zoo import convert_checkpoint
+from tests.paths import FIXTURES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+def _fake_global(monkeypatch: pytest.MonkeyPatch, module: str, name: str) -> type:
+    """A class that pickle records as ``module.name`` (e.g. an ultralytics class), without ultralytics installed."""
+    cls = type(name, (), {"__module__": module, "__qualname__": name})
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        dotted = ".".join(parts[:i])
+        if dotted not in sys.modules:
+            monkeypatch.setitem(sys.modules, dotted, types.ModuleType(dotted))
+    monkeypatch.setattr(sys.modules[module], name, cls, raising=False)
+    return cls
+
+
+def _fake_module(cls: type, **state: Any) -> Any:
+    """An instance of ``cls`` pickled like an nn.Module: its __dict__ holds _parameters/_buffers/_modules."""
+    obj = cls.__new__(cls)
+    obj.__dict__.update({"_parameters": {}, "_buffers": {}, "_modules": {}, "training": False, **state})
+    return obj
+
+
+class _Reduce:
+    """Pickles as ``func(*args)``: how a malicious checkpoint makes the loader call something."""
+
+    def __init__(self, func: Callable, *args: Any) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple:
+        return self.func, self.args
+
+
+def _payloads(marker: Path) -> dict[str, _Reduce]:
+    touch = f"open({str(marker)!r}, 'w').close()"
+    return {
+        "os.system": _Reduce(os.system, f"touch {shlex.quote(str(marker))}"),
+        "builtins.eval": _Reduce(builtins.eval, touch),
+        "builtins.exec": _Reduce(builtins.exec, touch),
+    }
+
+
+def _write_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _member_data_offset(path: Path, suffix: str) -> tuple[int, int]:
+    """(offset, size) in bytes of the stored data of the zip member whose name ends with ``suffix``."""
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
+    with path.open("rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(30)
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    return info.header_offset + 30 + name_len + extra_len, info.file_size
+
+
+@functools.lru_cache(maxsize=None)
+def _fixture_model(name: str) -> YoloV8Seg:
+    return load_weights(FIXTURES / name)
+
+
+def _n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --- malicious checkpoints -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("payload", ["os.system", "builtins.eval", "builtins.exec"])
+def test_malicious_pickle_is_refused_without_running(tmp_path: Path, payload: str) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save(_payloads(marker)[payload], path)
+    with pytest.raises(UnsafeCheckpointError, match="not allowed"):
+        load_weights(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["next-to-model", "inside-model"])
+def test_payload_hidden_in_plausible_checkpoint_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            where: str) -> None:
+    marker = tmp_path / "pwned"
+    seg_cls = _fake_global(monkeypatch, "ultralytics.nn.tasks", "SegmentationModel")
+    evil = _payloads(marker)["os.system"]
+    model = _fake_module(seg_cls, _parameters={"w": torch.nn.Parameter(torch.ones(2))})
+    if where == "inside-model":
+        model.__dict__["_modules"] = {"model": evil}
+        checkpoint: dict[str, Any] = {"epoch": -1, "model": model}
+    else:
+        checkpoint = {"epoch": -1, "model": model, "train_args": {"data": "coco.yaml", "hook": evil}}
+    path = tmp_path / "evil.pt"
+    torch.save(checkpoint, path)
+    with pytest.raises(UnsafeCheckpointError):
+        load_weights(path)
+    assert not marker.exists()
+
+
+def test_getattr_on_non_stub_is_refused(tmp_path: Path) -> None:
+    # getattr is allowed only on stub classes (ultralytics pickles method references that way).
+    path = tmp_path / "gadget.pt"
+    torch.save({"model": _Reduce(getattr, collections.OrderedDict, "fromkeys")}, path)
+    with pytest.raises(UnsafeCheckpointError, match="getattr"):
+        load_weights(path)
+
+
+def test_plain_pickle_file_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(pickle.dumps(_payloads(marker)["os.system"]))
+    with pytest.raises(CheckpointError):
+        load_weights(path)
+    assert not marker.exists()
+
+
+# --- malformed files -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors", ""])
+def test_empty_file(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"empty{suffix}"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_weights(path)
+
+
+@pytest.mark.parametrize("size", [1, 7, 8, 100, 100_000])
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_random_bytes(tmp_path: Path, size: int, suffix: str) -> None:
+    path = tmp_path / f"random{suffix}"
+    path.write_bytes(torch.randint(0, 256, (size,), generator=torch.Generator().manual_seed(size),
+                                   dtype=torch.uint8).numpy().tobytes())
+    with pytest.raises(CheckpointError):
+        load_weights(path)
+
+
+def test_missing_path_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_weights(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="not a file"):
+        load_weights(tmp_path)
+
+
+def test_zip_without_data_pkl(tmp_path: Path) -> None:
+    path = _write_zip(tmp_path / "other.pt", {"readme.txt": b"hello", "archive/version": b"3\n"})
+    with pytest.raises(CheckpointError, match="data.pkl"):
+        load_weights(path)
+
+
+def test_zip_missing_tensor_data(tmp_path: Path) -> None:
+    source = tmp_path / "full.pt"
+    torch.save({"model": torch.arange(10.0)}, source)
+    with zipfile.ZipFile(source) as archive:
+        members = {n: archive.read(n) for n in archive.namelist() if "/data/" not in n}
+    path = _write_zip(tmp_path / "stripped.pt", members)
+    with pytest.raises(CheckpointError, match="lacks tensor data"):
+        load_weights(path)
+
+
+def test_state_dict_only_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "state.pt"
+    torch.save(YoloV8Seg(YoloV8SegConfig.from_scale("n")).state_dict(), path)
+    with pytest.raises(CheckpointError, match="'model'"):
+        load_weights(path)
+
+
+def _truncations(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    return [data[:cut] for cut in (len(data) // 10, len(data) // 2, len(data) - 100, len(data) - 1)]
+
+
+def test_truncated_synthetic_checkpoint(tmp_path: Path) -> None:
+    source = tmp_path / "full.pt"
+    torch.save({"model": torch.arange(5000.0), "epoch": 3}, source)
+    for i, data in enumerate(_truncations(source)):
+        path = tmp_path / f"cut{i}.pt"
+        path.write_bytes(data)
+        with pytest.raises(CheckpointError):
+            load_weights(path)
+
+
+def test_truncated_fixture_checkpoint(tmp_path: Path, shared_fixture: Callable[[str], Path]) -> None:
+    for i, data in enumerate(_truncations(shared_fixture("fastsam-n26-parity.pt"))):
+        path = tmp_path / f"cut{i}.pt"
+        path.write_bytes(data)
+        with pytest.raises(CheckpointError):
+            load_weights(path)
+
+
+def test_corrupted_tensor_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.pt"
+    torch.save({"model": torch.arange(5000.0)}, path)
+    offset, size = _member_data_offset(path, "/data/0")
+    data = bytearray(path.read_bytes())
+    data[offset + size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_weights(path)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs RLIMIT_AS to contain the allocation")
+def test_memo_index_bomb(tmp_path: Path) -> None:
+    # Run in a child process with a 4 GiB address-space limit so a failure cannot take the test run down.
+    path = _write_zip(tmp_path / "bomb.pt", {"archive/data.pkl": b"\x80\x02Nr" + struct.pack("<I", 0x7FFFFFF0) + b"."})
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "from fastsam.errors import CheckpointError\n"
+        "from fastsam.model.checkpoint import load_weights\n"
+        "try:\n    load_weights(sys.argv[1])\n"
+        "except CheckpointError:\n    print('CheckpointError')\n"
+        "except BaseException as exc:\n    print(type(exc).__name__)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.stdout.strip() == "CheckpointError", done.stdout + done.stderr[-2000:]
+
+
+def test_safetensors_with_bad_config_metadata(tmp_path: Path) -> None:
+    model = YoloV8Seg(YoloV8SegConfig.from_scale("n"))
+    path = tmp_path / "bad.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"fastsam_config": "{not json"})
+    with pytest.raises(CheckpointError):
+        load_weights(path)
+
+
+def test_safetensors_of_another_model(tmp_path: Path) -> None:
+    path = tmp_path / "other.safetensors"
+    save_file({"weight": torch.zeros(3, 3)}, str(path))
+    with pytest.raises(CheckpointError, match="YOLOv8-seg"):
+        load_weights(path)
+
+
+@pytest.mark.parametrize("task", ["DetectionModel", "ClassificationModel", "PoseModel"])
+def test_non_segmentation_model_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: str) -> None:
+    cls = _fake_global(monkeypatch, "ultralytics.nn.tasks", task)
+    conv = torch.nn.Conv2d(3, 16, 3)  # pickled as a torch.nn stub, as in real checkpoints
+    path = tmp_path / "det.pt"
+    torch.save({"model": _fake_module(cls, _modules={"model": conv}), "epoch": -1}, path)
+    with pytest.raises(CheckpointError, match="segmentation"):
+        load_weights(path)
+
+
+# --- real checkpoints ------------------------------------------------------------------------------------------
+
+FIXTURE_CASES = {
+    # file: (widths, reg_max, parameters, tolerance)
+    "fastsam-s-parity.pt": ((32, 64, 128, 256, 512), 16, 11.79e6, 0.01e6),
+    "fastsam-n26-parity.pt": ((16, 32, 64, 128, 256), 26, 3.63e6, 0.01e6),
+    "yolov8n-seg-coco128-ultralytics84.pt": ((16, 32, 64, 128, 256), 16, 3.26e6, 0.01e6),
+}
+
+
+@pytest.mark.parametrize("name", list(FIXTURE_CASES))
+def test_fixture_checkpoint_config(name: str, shared_fixture: Callable[[str], Path]) -> None:
+    shared_fixture(name)
+    widths, reg_max, params, tolerance = FIXTURE_CASES[name]
+    model = _fixture_model(name)
+    assert model.cfg.widths == widths
+    assert model.cfg.reg_max == reg_max
+    assert model.cfg.num_classes == 1 and model.cfg.num_masks == 32
+    assert _n_params(model) == pytest.approx(params, abs=tolerance)
+    assert not model.training
+
+
+@pytest.mark.parametrize("name", list(FIXTURE_CASES))
+def test_fixture_checkpoint_forward(name: str, shared_fixture: Callable[[str], Path]) -> None:
+    shared_fixture(name)
+    model = _fixture_model(name)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        predictions, protos = model(torch.rand(1, 3, 256, 320))
+    anchors = sum((256 // s) * (320 // s) for s in (8, 16, 32))
+    assert predictions.shape == (1, 4 + model.cfg.num_classes + 32, anchors)
+    assert protos.shape == (1, 32, 64, 80)
+    assert torch.isfinite(predictions).all() and torch.isfinite(protos).all()
+
+
+# --- native format ---------------------------------------------------------------------------------------------
+
+def _assert_same_outputs(a: YoloV8Seg, b: YoloV8Seg) -> None:
+    images = torch.rand(1, 3, 256, 320, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for x, y in zip(a(images), b(images)):
+            assert torch.equal(x, y)
+
+
+def test_native_round_trip_random_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = YoloV8Seg(YoloV8SegConfig.from_scale("n", reg_max=20)).eval()
+    for module in model.modules():  # non-trivial batch-norm statistics, so they must be saved too
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    path = save_native(model, tmp_path / "n.safetensors")
+    loaded = load_weights(path)
+    assert loaded.cfg == model.cfg
+    _assert_same_outputs(model, loaded)
+
+
+def test_native_round_trip_fixture(tmp_path: Path, shared_fixture: Callable[[str], Path]) -> None:
+    source = shared_fixture("fastsam-s-parity.pt")
+    dest = convert_checkpoint(source, tmp_path / "s.safetensors")
+    assert dest == tmp_path / "s.safetensors"
+    loaded = load_weights(dest)
+    assert loaded.cfg == _fixture_model(source.name).cfg
+    _assert_same_outputs(_fixture_model(source.name), loaded)
+
+
+def test_native_config_read_from_json_sidecar(tmp_path: Path) -> None:
+    model = YoloV8Seg(YoloV8SegConfig.from_scale("n", reg_max=26)).eval()
+    path = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))  # no metadata
+    assert load_weights(path).cfg.reg_max == 26  # inferred from the weights
+    path.with_suffix(".json").write_text(json.dumps(dict(model.cfg.to_dict(), bn_eps=1e-5)))
+    assert load_weights(path).cfg.bn_eps == 1e-5
+
+
+# --- architecture ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scale, params", [("n", 3.41e6), ("s", 11.82e6), ("m", 27.3e6), ("l", 46.0e6),
+                                           ("x", 71.8e6)])
+def test_scale_parameter_counts(scale: str, params: float) -> None:
+    # Published YOLOv8-seg parameter counts (COCO, 80 classes).
+    model = YoloV8Seg(YoloV8SegConfig.from_scale(scale, num_classes=80))
+    assert _n_params(model) == pytest.approx(params, rel=0.01)

@@ -1,0 +1,144 @@
+"""The ``fastsam`` command end to end: outputs on disk, prompts, errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as coco_mask
+
+from fastsam.cli import main
+from fastsam.model.checkpoint import save_native
+from fastsam.model.config import YoloV8SegConfig
+from fastsam.model.yolov8_seg import YoloV8Seg
+from tests.paths import FIXTURES
+
+REPO = Path(__file__).resolve().parents[1]
+needs_fixtures = pytest.mark.skipif(not (FIXTURES / "fastsam-s-parity.pt").is_file(), reason="../shared/fixtures absent")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A randomly initialised YOLOv8n-seg in the native format: always available, finds few or no objects."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_native(YoloV8Seg(YoloV8SegConfig.from_scale("n")), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("img") / "noise.png"
+    cv2.imwrite(str(path), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    return path
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FASTSAM_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "fastsam", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, tiny_model, image):
+    cases = [
+        ["segment", str(tmp_path / "missing.jpg"), "--model", str(tiny_model)],
+        ["segment", str(image), "--model", str(tmp_path / "nope.pt")],
+        ["segment", str(image), "--model", str(tiny_model), "--points", "1,2,3"],
+        ["segment", str(image), "--model", str(tiny_model), "--points", "5,5", "--labels", "1", "0"],
+        ["segment", str(image), "--model", str(tiny_model), "--points", "500,5"],
+        ["segment", str(image), "--model", str(tiny_model), "--boxes", "10,10,5,20"],
+        ["segment", str(image), "--model", str(tiny_model), "--imgsz", "1000"],
+    ]
+    for argv in cases:
+        done = run_cli(*argv, "--out", str(tmp_path / "out"))
+        assert done.returncode == 2, (argv, done.stderr)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("fastsam: error: "), (argv, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_bad_image_among_good_ones_does_not_stop_the_run(tmp_path, tiny_model, image):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    code = main(["segment", str(broken), str(image), "--model", str(tiny_model), "--conf", "0.0", "--max-det", "5",
+                 "--imgsz", "128", "--format", "json", "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 2
+    document = json.loads((tmp_path / "out" / "noise.json").read_text())
+    assert document["images"][0]["width"] == 128 and len(document["annotations"]) == 5
+
+
+def test_folder_input_and_duplicate_stems(tmp_path, tiny_model, image):
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    for target in (folder / "a.png", folder / "a.jpg", folder / "notes.txt"):
+        target.write_bytes(image.read_bytes())
+    code = main(["segment", str(folder), "--model", str(tiny_model), "--imgsz", "128", "--conf", "0.0",
+                 "--max-det", "3", "--format", "json", "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json", "a_1.json"]
+
+
+def test_convert_then_segment_gives_same_result(tmp_path):
+    if not (FIXTURES / "fastsam-s-parity.pt").is_file():
+        pytest.skip("../shared/fixtures absent")
+    dest = tmp_path / "s.safetensors"
+    assert main(["convert", str(FIXTURES / "fastsam-s-parity.pt"), str(dest)]) == 0
+    outs = []
+    for model in (FIXTURES / "fastsam-s-parity.pt", dest):
+        out = tmp_path / model.suffix.strip(".")
+        assert main(["segment", str(FIXTURES / "images" / "dogs.jpg"), "--model", str(model), "--format", "json",
+                     "--out", str(out), "--quiet"]) == 0
+        outs.append(json.loads((out / "dogs.json").read_text())["annotations"])
+    assert [a["segmentation"] for a in outs[0]] == [a["segmentation"] for a in outs[1]]
+
+
+@needs_fixtures
+def test_everything_outputs_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    done = run_cli("segment", str(FIXTURES / "images" / "dogs.jpg"), "--model", str(FIXTURES / "fastsam-s-parity.pt"),
+                   "--format", "json", "png", "labels", "polygons", "overlay", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    document = json.loads((out / "dogs.json").read_text())
+    golden = json.loads((FIXTURES / "golden_s.json").read_text())["records"][0]
+    assert document["images"][0]["file_name"] == "dogs.jpg"
+    assert len(document["annotations"]) == len(golden["everything"]["masks"])
+    first = document["annotations"][0]
+    decoded = coco_mask.decode({"size": first["segmentation"]["size"],
+                                "counts": first["segmentation"]["counts"].encode()})
+    assert decoded.shape == (603, 1072) and decoded.sum() == first["area"]
+    pngs = sorted((out / "dogs").glob("*.png"))
+    assert len(pngs) == len(document["annotations"])
+    assert (cv2.imread(str(pngs[0]), cv2.IMREAD_GRAYSCALE) > 0).sum() == first["area"]
+    labels = cv2.imread(str(out / "dogs_labels.png"), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (603, 1072) and labels.max() >= 1
+    overlay = cv2.imread(str(out / "dogs_overlay.png"))
+    original = cv2.imread(str(FIXTURES / "images" / "dogs.jpg"))
+    assert overlay.shape == original.shape and (overlay != original).any()
+    assert json.loads((out / "dogs_polygons.json").read_text())
+
+
+@needs_fixtures
+def test_prompts_from_the_command_line(tmp_path):
+    out = tmp_path / "out"
+    golden = json.loads((FIXTURES / "golden_s.json").read_text())["records"][0]
+    box = golden["box_prompts"][0]
+    points = golden["point_prompts"][0]
+    argv = ["segment", str(FIXTURES / "images" / "dogs.jpg"), "--model", str(FIXTURES / "fastsam-s-parity.pt"),
+            "--boxes", ",".join(str(v) for v in box["box"]),
+            "--points", *[f"{x},{y}" for x, y in points["points"]], "--labels", *[str(v) for v in points["labels"]],
+            "--format", "json", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    annotations = json.loads((out / "dogs.json").read_text())["annotations"]
+    assert [a["prompt"] for a in annotations] == ["box 0", "points"]
+    for annotation, expected in zip(annotations, (box["masks"][0], points["masks"][0])):
+        ours = coco_mask.decode({"size": annotation["segmentation"]["size"],
+                                 "counts": annotation["segmentation"]["counts"].encode()})
+        theirs = coco_mask.decode({"size": expected["size"], "counts": expected["counts"].encode()})
+        assert np.logical_and(ours, theirs).sum() / max(np.logical_or(ours, theirs).sum(), 1) >= 0.98
