@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fastsam.inference.masks import PrototypeMasks
+from fastsam.inference.runs_kernel import threshold_runs
 
 
 def _reference_retina(protos, coef, boxes, image_size):
@@ -70,9 +71,11 @@ def _case(seed: int, image_size: tuple[int, int], input_size: tuple[int, int], n
     (2, (480, 640), (768, 1024)),
     (3, (333, 101), (320, 96)),
 ])
-def test_retina_masks_equal_full_tensor_reference(seed, image_size, input_size):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_retina_masks_equal_full_tensor_reference(seed, image_size, input_size, compiled):
     protos, coef, boxes, input_boxes = _case(seed, image_size, input_size)
-    ours = PrototypeMasks(protos, coef, boxes, input_boxes, input_size, image_size, retina=True)
+    ours = PrototypeMasks(protos, coef, boxes, input_boxes, input_size, image_size, retina=True, compiled=compiled)
+    assert ours.compiled == (compiled and threshold_runs is not None)
     reference = _reference_retina(protos, coef, boxes, image_size)
     for i in range(len(ours)):
         mask = ours.encode(i).decode()
@@ -82,9 +85,10 @@ def test_retina_masks_equal_full_tensor_reference(seed, image_size, input_size):
 
 
 @pytest.mark.parametrize("seed,image_size,input_size", [(4, (603, 1072), (576, 1024)), (5, (480, 640), (768, 1024))])
-def test_input_resolution_masks_equal_reference(seed, image_size, input_size):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_input_resolution_masks_equal_reference(seed, image_size, input_size, compiled):
     protos, coef, boxes, input_boxes = _case(seed, image_size, input_size)
-    ours = PrototypeMasks(protos, coef, boxes, input_boxes, input_size, image_size, retina=False)
+    ours = PrototypeMasks(protos, coef, boxes, input_boxes, input_size, image_size, retina=False, compiled=compiled)
     reference = _reference_input_resolution(protos, coef, input_boxes, input_size, image_size)
     for i in range(len(ours)):
         mask = ours.encode(i).decode()
@@ -98,3 +102,16 @@ def test_empty_box_gives_empty_mask():
     boxes[1] = torch.tensor([50.0, 40.0, 50.0, 60.0])  # zero width
     masks = PrototypeMasks(protos, coef, boxes, input_boxes, (96, 128), (100, 120), retina=True)
     assert masks.encode(1).area == 0
+
+
+@pytest.mark.skipif(threshold_runs is None, reason="numba not installed")
+def test_kernel_and_tensor_paths_give_identical_runs():
+    protos, coef, boxes, input_boxes = _case(7, (603, 1072), (576, 1024), n=20)
+    boxes[1] = torch.tensor([0.0, 0.0, 1072.0, 603.0])  # full height: runs continue across columns
+    fast = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=True)
+    slow = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=False)
+    threaded = fast.encode_all(threads=2)
+    for i in range(len(fast)):
+        a, b = threaded[i], slow.encode(i)
+        np.testing.assert_array_equal(a.starts, b.starts)
+        np.testing.assert_array_equal(a.ends, b.ends)

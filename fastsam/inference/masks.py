@@ -9,10 +9,13 @@ proto columns. No full-resolution tensor for N instances is ever built.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 import torch
 
+from fastsam.inference.runs_kernel import threshold_runs
 from fastsam.rle import RunLengthMask
 
 
@@ -42,9 +45,11 @@ class PrototypeMasks:
 
     def __init__(self, protos: torch.Tensor, coefficients: torch.Tensor, image_boxes: torch.Tensor,
                  input_boxes: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int],
-                 retina: bool = True) -> None:
-        self.protos = protos.float().contiguous()
-        self.coefficients = coefficients.float()
+                 retina: bool = True, compiled: bool | None = None) -> None:
+        self.protos = protos.float().contiguous().numpy()
+        self.coefficients = coefficients.float().numpy()
+        # The compiled kernel when numba is there (or as asked); otherwise tensor operations, same pixels.
+        self.compiled = threshold_runs is not None if compiled is None else bool(compiled and threshold_runs)
         self.image_boxes = image_boxes.float().numpy()
         self.input_boxes = input_boxes.float().numpy()
         self.input_size = input_size
@@ -61,52 +66,55 @@ class PrototypeMasks:
     def __len__(self) -> int:
         return self.coefficients.shape[0]
 
-    def _logits(self, index: int, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
-        """Mask logits of one instance on the proto-grid rows x cols (sorted index arrays)."""
+    def _logits(self, index: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Mask logits (float32) of one instance on the proto-grid rows x cols (sorted index arrays)."""
         r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         block = self.protos[:, r0:r1, c0:c1]
-        logits = torch.einsum("c,chw->hw", self.coefficients[index], block)
+        logits = (self.coefficients[index] @ block.reshape(block.shape[0], -1)).reshape(r1 - r0, c1 - c0)
         if r1 - r0 != rows.size or c1 - c0 != cols.size:
-            logits = logits[torch.from_numpy(rows - r0)][:, torch.from_numpy(cols - c0)]
+            logits = logits[np.ix_(rows - r0, cols - c0)]
         return logits
 
-    @staticmethod
-    def _interpolate(logits_at: callable, row_taps: tuple, col_taps: tuple) -> np.ndarray:
-        """Bilinear samples at the taps, thresholded at 0 -> bool (rows, cols)."""
+    def _encode_taps(self, logits_at: Callable[[np.ndarray, np.ndarray], np.ndarray], row_taps: tuple,
+                     col_taps: tuple, x0: int, y0: int) -> RunLengthMask:
+        """Bilinear samples at the taps (output pixels from (x0, y0)), thresholded at 0, as a run-length mask."""
         r_lo, r_hi, r_w = row_taps
         c_lo, c_hi, c_w = col_taps
         rows = np.unique(np.concatenate((r_lo, r_hi)))
         cols = np.unique(np.concatenate((c_lo, c_hi)))
         grid = logits_at(rows, cols)
-
-        def local(index: np.ndarray, taps: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.searchsorted(index, taps))
-
-        cw, rw = torch.from_numpy(c_w), torch.from_numpy(r_w)[:, None]
+        ri_lo, ri_hi = np.searchsorted(rows, r_lo), np.searchsorted(rows, r_hi)
+        ci_lo, ci_hi = np.searchsorted(cols, c_lo), np.searchsorted(cols, c_hi)
         # Columns first, then rows: the order F.interpolate's CPU kernel combines the four taps in.
-        across = grid[:, local(cols, c_lo)] * (1 - cw) + grid[:, local(cols, c_hi)] * cw
-        values = across[local(rows, r_lo)] * (1 - rw) + across[local(rows, r_hi)] * rw
-        return (values > 0).numpy()
+        across = grid[:, ci_lo] * (1 - c_w) + grid[:, ci_hi] * c_w  # (proto rows, output columns)
+        h, w = self.image_size
+        if self.compiled:
+            starts, ends = threshold_runs(np.ascontiguousarray(across.T), ri_lo, ri_hi, r_w, x0, y0, h)
+            return RunLengthMask(starts, ends, h, w)
+        across_t = torch.from_numpy(across)
+        weight = torch.from_numpy(r_w)[:, None]
+        values = across_t[torch.from_numpy(ri_lo)] * (1 - weight) + across_t[torch.from_numpy(ri_hi)] * weight
+        return RunLengthMask.from_crop((values > 0).numpy(), x0, y0, h, w)
 
-    def render(self, index: int) -> tuple[np.ndarray, int, int]:
-        """Mask of instance ``index`` inside its box: (crop bool (h, w), x0, y0) in image pixels."""
+    def encode(self, index: int) -> RunLengthMask:
+        """Run-length mask of instance ``index`` in image pixels."""
         h, w = self.image_size
         x1, y1, x2, y2 = (float(v) for v in self.image_boxes[index])
         if self.retina:
             ys0, ys1 = _pixel_span(y1, y2, h)
             xs0, xs1 = _pixel_span(x1, x2, w)
             if ys1 <= ys0 or xs1 <= xs0:
-                return np.zeros((0, 0), bool), 0, 0
+                return RunLengthMask.empty(h, w)
             in_h = self.crop_bottom - self.crop_top
             in_w = self.crop_right - self.crop_left
             row_taps = _bilinear_taps(np.arange(ys0, ys1), in_h, h)
             col_taps = _bilinear_taps(np.arange(xs0, xs1), in_w, w)
             row_taps = (row_taps[0] + self.crop_top, row_taps[1] + self.crop_top, row_taps[2])
             col_taps = (col_taps[0] + self.crop_left, col_taps[1] + self.crop_left, col_taps[2])
-            return self._interpolate(lambda r, c: self._logits(index, r, c), row_taps, col_taps), xs0, ys0
-        return self._render_input_resolution(index)
+            return self._encode_taps(lambda r, c: self._logits(index, r, c), row_taps, col_taps, xs0, ys0)
+        return self._encode_input_resolution(index)
 
-    def _render_input_resolution(self, index: int) -> tuple[np.ndarray, int, int]:
+    def _encode_input_resolution(self, index: int) -> RunLengthMask:
         # Original non-retina path: logits cropped to the box on the proto grid, upsampled to the input size,
         # thresholded; then mapped to image pixels (nearest) through the unpadded part of the input.
         _, mh, mw = self.protos.shape
@@ -125,18 +133,23 @@ class PrototypeMasks:
         xs0, xs1 = _pixel_span(to_image(bx1 - margin_x, left, right, w) - 1, to_image(bx2 + margin_x, left, right, w) + 1, w)
         ys0, ys1 = _pixel_span(to_image(by1 - margin_y, top, bottom, h) - 1, to_image(by2 + margin_y, top, bottom, h) + 1, h)
         if ys1 <= ys0 or xs1 <= xs0:
-            return np.zeros((0, 0), bool), 0, 0
+            return RunLengthMask.empty(h, w)
         in_rows = np.minimum(top + (np.arange(ys0, ys1) * (bottom - top)) // h, in_h - 1)
         in_cols = np.minimum(left + (np.arange(xs0, xs1) * (right - left)) // w, in_w - 1)
         row_taps = _bilinear_taps(in_rows, mh, in_h)
         col_taps = _bilinear_taps(in_cols, mw, in_w)
 
-        def cropped_logits(rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+        def cropped_logits(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
             inside = ((rows >= py1) & (rows < py2))[:, None] & ((cols >= px1) & (cols < px2))[None, :]
-            return self._logits(index, rows, cols) * torch.from_numpy(inside)
+            return self._logits(index, rows, cols) * inside
 
-        return self._interpolate(cropped_logits, row_taps, col_taps), xs0, ys0
+        return self._encode_taps(cropped_logits, row_taps, col_taps, xs0, ys0)
 
-    def encode(self, index: int) -> RunLengthMask:
-        crop, x0, y0 = self.render(index)
-        return RunLengthMask.from_crop(crop, x0, y0, *self.image_size)
+    def encode_all(self, threads: int | None = None) -> list[RunLengthMask]:
+        """Every instance's run-length mask, in order. The compiled kernel releases the GIL, so instances are
+        spread over ``threads`` (default: torch's thread count)."""
+        threads = torch.get_num_threads() if threads is None else threads
+        if not self.compiled or threads <= 1 or len(self) < 2:
+            return [self.encode(i) for i in range(len(self))]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(self.encode, range(len(self))))

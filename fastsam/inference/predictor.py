@@ -87,7 +87,7 @@ class Predictor:
         with _timed(timings, "masks"):
             renderer = PrototypeMasks(protos[0].float().cpu(), det.coefficients, image_boxes, det.boxes,
                                       box.input_size, image_size, retina=retina)
-            rles = [renderer.encode(i) for i in range(len(det))]
+            rles = renderer.encode_all()
         return SegmentationResult(
             image_size=image_size,
             boxes=image_boxes.numpy().astype(np.float32),
