@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol, Union
 
 import numpy as np
 import torch
@@ -19,6 +19,15 @@ from fastsam.model.yolov8_seg import YoloV8Seg
 from fastsam.result import SegmentationResult
 
 STRIDE = 32
+
+
+class Backend(Protocol):
+    """Anything that runs the network: (1, 3, H, W) float RGB in [0, 1] -> (predictions (1, 4 + nc + nm, A),
+    protos (1, nm, H/4, W/4)), as :class:`YoloV8Seg` does in eval mode."""
+
+    num_classes: int
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @contextmanager
@@ -49,12 +58,18 @@ class Predictor:
     The model is switched to eval mode and its batch norms are fused in place.
     """
 
-    def __init__(self, model: YoloV8Seg, device: str | torch.device = "cpu", imgsz: int = 1024, conf: float = 0.4,
-                 iou: float = 0.9, max_det: int = 300, retina: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, model: Union[YoloV8Seg, Backend], device: str | torch.device = "cpu", imgsz: int = 1024,
+                 conf: float = 0.4, iou: float = 0.9, max_det: int = 300, retina: bool = True,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         check_settings(imgsz, conf, iou, max_det)
         self.device = torch.device(device)
-        # Folding batch norms into convolutions is what the original does at load time too.
-        self.model = model.to(self.device).eval().fuse()
+        if isinstance(model, YoloV8Seg):
+            # Folding batch norms into convolutions is what the original does at load time too.
+            self.model: Union[YoloV8Seg, Backend] = model.to(self.device).eval().fuse()
+            self.num_classes = model.cfg.num_classes
+        else:
+            self.model = model
+            self.num_classes = int(model.num_classes)
         self.imgsz, self.conf, self.iou, self.max_det, self.retina = imgsz, conf, iou, max_det, retina
         self.max_pixels = max_pixels
 
@@ -81,7 +96,7 @@ class Predictor:
         with _timed(timings, "network"):
             predictions, protos = self.model(tensor)
         with _timed(timings, "nms"):
-            det = select_detections(predictions[0].float().cpu(), self.model.cfg.num_classes, conf, iou, max_det)
+            det = select_detections(predictions[0].float().cpu(), self.num_classes, conf, iou, max_det)
             snap_to_full_image(det, box.input_size)
             image_boxes = scale_boxes_to_image(det.boxes, box.input_size, image_size)
         with _timed(timings, "masks"):
