@@ -1,0 +1,190 @@
+"""fastsam benchmark suite: everything mode end to end (file in, COCO RLE JSON on disk) per stage, prompt
+latency on a cached result, peak RSS, and the network's achieved GFLOP/s against this machine's attainable fp32
+matmul GFLOP/s.
+
+    python benchmarks/run.py                      # FastSAM-s fixture + x-sized random model, both images
+    python benchmarks/run.py --models s --images sa_8776.jpg --repeat 5
+
+Each (model, image) runs in its own process so that its peak RSS is its own. Prints a markdown table and writes
+JSON (default out/benchmarks.json). Needs ../shared/fixtures (or $FASTSAM_SHARED).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SHARED = Path(os.environ.get("FASTSAM_SHARED", REPO.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+STAGES = ("decode", "letterbox", "network", "nms", "masks", "encode")
+MODELS = {
+    "s": "FastSAM-s architecture (fixture fastsam-s-parity.pt)",
+    "x": "FastSAM-x architecture (YOLOv8x-seg, reg_max 26, random weights, seed 0)",
+}
+
+
+def matmul_gflops(size: int = 2048, repeat: int = 10) -> float:
+    """Attainable fp32 GFLOP/s: the best of ``repeat`` (size x size) @ (size x size) products."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def network_flops(model, input_size: tuple[int, int]) -> float:
+    """Multiply-adds x 2 of every convolution for one (1, 3, H, W) input."""
+    import torch
+    from torch import nn
+
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.ConvTranspose2d):
+            c_in = inputs[0].shape[1]
+            kh, kw = module.kernel_size
+            total += 2 * c_in * module.out_channels // module.groups * kh * kw * inputs[0].shape[2] * inputs[0].shape[3]
+        else:
+            c_out, c_in_g, kh, kw = module.weight.shape
+            total += 2 * c_out * c_in_g * kh * kw * output.shape[2] * output.shape[3]
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, *input_size))
+    for hook in hooks:
+        hook.remove()
+    return float(total)
+
+
+def _load(model_key: str):
+    import torch
+
+    from fastsam.model import load_weights
+    from fastsam.model.config import YoloV8SegConfig
+    from fastsam.model.yolov8_seg import YoloV8Seg
+
+    if model_key == "s":
+        return load_weights(FIXTURES / "fastsam-s-parity.pt")
+    torch.manual_seed(0)
+    return YoloV8Seg(YoloV8SegConfig.from_scale("x", reg_max=26)).eval()
+
+
+def measure(model_key: str, image_name: str, repeat: int, imgsz: int) -> dict:
+    """One configuration, in this process: stage medians, prompt latencies, FLOPs and peak RSS."""
+    import numpy as np
+    import torch
+
+    from fastsam.inference.letterbox import plan_letterbox
+    from fastsam.inference.predictor import Predictor
+    from fastsam.io.export import write_coco_json
+
+    image = FIXTURES / "images" / image_name
+    model = _load(model_key)
+    predictor = Predictor(model, imgsz=imgsz)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(repeat + 1):  # the first run warms up (kernel compilation, allocator)
+            start = time.perf_counter()
+            result = predictor(image, keep_image=False)
+            encode_start = time.perf_counter()
+            write_coco_json(result.everything(), Path(tmp) / "out.json", file_name=image.name)
+            stages = dict(result.timings, encode=time.perf_counter() - encode_start)
+            stages["total"] = time.perf_counter() - start
+            if k:
+                runs.append(stages)
+    seconds = {k: statistics.median(r[k] for r in runs) for k in (*STAGES, "total")}
+
+    h, w = result.image_size
+    rng = np.random.default_rng(0)
+    points = np.stack((rng.integers(0, w, 100), rng.integers(0, h, 100)), 1)
+    corners = np.sort(np.stack((rng.integers(0, w, (100, 2)), rng.integers(0, h, (100, 2))), 1), axis=2)
+    point_ms, box_ms = [], []
+    for p in points:
+        start = time.perf_counter()
+        result.prompt(points=[p])
+        point_ms.append((time.perf_counter() - start) * 1000)
+    for (x1, x2), (y1, y2) in corners:
+        start = time.perf_counter()
+        result.prompt(boxes=[[x1, y1, x2 + 1, y2 + 1]])
+        box_ms.append((time.perf_counter() - start) * 1000)
+
+    input_size = plan_letterbox((h, w), imgsz).input_size
+    flops = network_flops(predictor.model, input_size)
+    return {
+        "model": model_key, "image": image_name, "image_size": [h, w], "input_size": list(input_size),
+        "instances": len(result), "seconds": seconds,
+        "post_over_network": (seconds["nms"] + seconds["masks"] + seconds["encode"]) / seconds["network"],
+        "prompt_ms": {"point_median": statistics.median(point_ms), "box_median": statistics.median(box_ms)},
+        "network_gflop": flops / 1e9, "network_gflops": flops / 1e9 / seconds["network"],
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--images", nargs="+", default=["dogs.jpg", "sa_8776.jpg"])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--imgsz", type=int, default=1024)
+    parser.add_argument("--json", type=Path, default=REPO / "out" / "benchmarks.json")
+    parser.add_argument("--one", nargs=2, metavar=("MODEL", "IMAGE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:  # child process: one configuration, JSON on stdout
+        print(json.dumps(measure(args.one[0], args.one[1], args.repeat, args.imgsz)))
+        return
+    if not (FIXTURES / "fastsam-s-parity.pt").is_file():
+        sys.exit(f"benchmarks need the fixtures in {FIXTURES} (set FASTSAM_SHARED)")
+
+    import torch
+
+    attainable = matmul_gflops()
+    rows = []
+    for model_key in args.models:
+        for image_name in args.images:
+            done = subprocess.run([sys.executable, __file__, "--one", model_key, image_name, "--repeat",
+                                   str(args.repeat), "--imgsz", str(args.imgsz)], capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(done.stderr)
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; attainable fp32 matmul {attainable:.0f} GFLOP/s\n")
+    print("| model | image | instances | " + " | ".join(STAGES) + " | total | post / network | point | box "
+          "| network GFLOP/s (% of matmul) | peak RSS |")
+    print("|" + "---|" * (len(STAGES) + 10))
+    for r in rows:
+        s = r["seconds"]
+        cells = " | ".join(f"{s[k] * 1000:.0f} ms" for k in STAGES)
+        print(f"| {r['model']} | {r['image']} | {r['instances']} | {cells} | {s['total']:.2f} s | "
+              f"{r['post_over_network'] * 100:.0f}% | {r['prompt_ms']['point_median']:.2f} ms | "
+              f"{r['prompt_ms']['box_median']:.2f} ms | {r['network_gflops']:.0f} "
+              f"({r['network_gflops'] / attainable * 100:.0f}%) | {r['peak_rss_mb']:.0f} MB |")
+    report = {"attainable_gflops": attainable, "torch": torch.__version__, "cores": os.cpu_count(),
+              "models": {k: MODELS[k] for k in args.models}, "repeat": args.repeat, "imgsz": args.imgsz, "rows": rows}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
