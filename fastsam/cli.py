@@ -67,6 +67,15 @@ def _build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--labels", nargs="+", type=int, metavar="L", help="1 foreground / 0 background, one per point")
     seg.add_argument("--per-point", action="store_true", help="one instance per foreground point, not one merged mask")
     seg.add_argument("--boxes", nargs="+", metavar="X1,Y1,X2,Y2", help="box prompts in image pixels")
+    seg.add_argument("--text", action="append", dest="texts", metavar="TEXT",
+                     help="text prompt scored with CLIP on each instance (repeatable)")
+    seg.add_argument("--text-model", help="CLIP folder or model id (default $FASTSAM_CLIP or openai/clip-vit-base-patch32)")
+    seg.add_argument("--text-mode", choices=("best", "topk", "threshold"), help="best instance (default), top k, or all above a threshold")
+    seg.add_argument("--text-top-k", type=int, help="instances per text in topk mode")
+    seg.add_argument("--text-threshold", type=float, help="score threshold (cosine similarity unless --text-metric probability)")
+    seg.add_argument("--text-metric", choices=("cosine", "probability"), help="score the threshold applies to")
+    seg.add_argument("--text-crop", choices=("mask", "box"), default="mask", help="crop: mask on white, or the plain box")
+    seg.add_argument("--text-wider", action="store_true", help="replace a pick by the largest mask holding 90%% of it")
     seg.add_argument("--imgsz", type=int, default=1024, help="network input long side (multiple of 32)")
     seg.add_argument("--conf", type=float, default=0.4, help="confidence threshold")
     seg.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold")
@@ -101,6 +110,10 @@ def _prompts(args: argparse.Namespace) -> dict:
         prompts["per_point"] = args.per_point
     if args.boxes:
         prompts["boxes"] = [_numbers(b, 4, "box") for b in args.boxes]
+    if args.texts:
+        prompts.update(texts=args.texts, text_model=args.text_model, text_mode=args.text_mode,
+                       text_top_k=args.text_top_k, text_threshold=args.text_threshold, text_metric=args.text_metric,
+                       text_crop=args.text_crop, text_wider=args.text_wider, text_device=args.device)
     return prompts
 
 

@@ -12,6 +12,7 @@ from fastsam.errors import InvalidInputError
 from fastsam.prompts.boxes import box_prompt
 from fastsam.prompts.points import merge_point_prompt, per_point_prompt
 from fastsam.prompts.selection import Selection
+from fastsam.prompts.text import text_prompt
 from fastsam.prompts.validation import check_boxes, check_points
 from fastsam.rle import RunLengthMask
 
@@ -67,18 +68,27 @@ class SegmentationResult:
         return selection
 
     def prompt(self, points: object = None, labels: object = None, boxes: object = None,
-               per_point: bool = False) -> Selection:
-        """Select masks with point and/or box prompts, from this cached result.
+               per_point: bool = False, texts: object = None, *, text_model: object = None,
+               text_mode: str | None = None, text_top_k: int | None = None, text_threshold: float | None = None,
+               text_metric: str | None = None, text_crop: str = "mask", text_wider: bool = False,
+               text_device: str | None = None) -> Selection:
+        """Select masks with point, box and/or text prompts, from this cached result.
 
         points: (P, 2) (x, y) image pixels; labels: (P,) 1 foreground / 0 background (default all 1).
         By default the points give one merged mask (FastSAM's rule); ``per_point=True`` gives one instance per
-        foreground point instead. boxes: (M, 4) xyxy image pixels, one best-IoU instance each. When both are
-        given, the selection holds the box masks first, then the point masks.
+        foreground point instead. boxes: (M, 4) xyxy image pixels, one best-IoU instance each.
+        texts: one string or a list ("a yellow dog"), scored with CLIP on each instance's crop (needs
+        ``image``; see :func:`fastsam.prompts.text.text_prompt` for the ``text_*`` options and for the full
+        score table): ``text_model`` a CLIP folder, model id or scorer object; ``text_mode`` best (default) /
+        topk (``text_top_k``) / threshold (``text_threshold``, on the cosine similarity unless
+        ``text_metric='probability'``); ``text_crop`` 'mask' or 'box'; ``text_wider``. Each text adds its
+        picks, best first, with the text score (softmax probability, or cosine in threshold mode).
+        When several kinds are given, the selection holds the box masks first, then the points, then texts.
         """
-        if points is None and boxes is None:
+        if points is None and boxes is None and texts is None:
             if labels is not None:
                 raise InvalidInputError("labels were given without points")
-            raise InvalidInputError("give points and/or boxes to prompt with (or use everything())")
+            raise InvalidInputError("give points and/or boxes, or texts, to prompt with (or use everything())")
         selection = Selection(self.image_size)
         if boxes is not None:
             box_array = check_boxes(boxes, self.image_size)
@@ -96,6 +106,10 @@ class SegmentationResult:
                                                     labs, self.image_size))
         elif labels is not None:
             raise InvalidInputError("labels were given without points")
+        if texts is not None:
+            selection.extend(text_prompt(self, texts, model=text_model, mode=text_mode, top_k=text_top_k,
+                                         threshold=text_threshold, metric=text_metric, crop=text_crop,
+                                         wider=text_wider, device=text_device).selection)
         return selection
 
     def name(self) -> str:

@@ -142,3 +142,20 @@ def test_prompts_from_the_command_line(tmp_path):
                                  "counts": annotation["segmentation"]["counts"].encode()})
         theirs = coco_mask.decode({"size": expected["size"], "counts": expected["counts"].encode()})
         assert np.logical_and(ours, theirs).sum() / max(np.logical_or(ours, theirs).sum(), 1) >= 0.98
+
+
+def test_text_prompt_from_the_command_line(tmp_path, tiny_model, image):
+    pytest.importorskip("transformers")
+    from fastsam.prompts.text import build_random_clip
+
+    clip = build_random_clip(tmp_path / "clip")
+    out = tmp_path / "out"
+    code = main(["segment", str(image), "--model", str(tiny_model), "--imgsz", "128", "--conf", "0.0",
+                 "--max-det", "20", "--text", "a dog", "--text", "a cat", "--text-mode", "topk", "--text-top-k", "2",
+                 "--text-model", str(clip), "--format", "json", "--out", str(out), "--quiet"])
+    assert code == 0
+    prompts = [a["prompt"] for a in json.loads((out / "noise.json").read_text())["annotations"]]
+    assert prompts.count("text 0: 'a dog'") == 2 and prompts.count("text 1: 'a cat'") == 2
+    missing = main(["segment", str(image), "--model", str(tiny_model), "--imgsz", "128", "--conf", "0.0",
+                    "--text", "a dog", "--text-model", str(tmp_path / "no-clip"), "--out", str(out), "--quiet"])
+    assert missing == 2
