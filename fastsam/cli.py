@@ -91,6 +91,10 @@ def _build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--seed", type=int, default=0, help="overlay colour seed")
     seg.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
 
+    from fastsam.batch.cli import register as register_batch
+
+    register_batch(commands)
+
     conv = commands.add_parser("convert", help="convert a checkpoint to fastsam's safetensors format")
     conv.add_argument("source", help="ultralytics .pt or fastsam .safetensors checkpoint (or a zoo name)")
     conv.add_argument("dest", help="output .safetensors path")
@@ -183,7 +187,11 @@ def _convert(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
-        return _segment(args) if args.command == "segment" else _convert(args)
+        if args.command == "segment":
+            return _segment(args)
+        if args.command == "convert":
+            return _convert(args)
+        return args.handler(args)
     except FastSAMError as exc:
         print(f"fastsam: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
