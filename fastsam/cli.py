@@ -82,6 +82,9 @@ def _build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--max-det", type=int, default=300, help="maximum instances per image")
     seg.add_argument("--no-retina", action="store_true", help="masks at network-input resolution (faster)")
     seg.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    seg.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                     help="network runtime; onnx takes an .onnx file as --model, or exports a checkpoint once into "
+                          "the cache (pip install -e '.[onnx]')")
     seg.add_argument("--out", default="out", help="output folder")
     seg.add_argument("--format", nargs="+", default=["overlay"], choices=FORMATS, dest="formats",
                      help="outputs: json (COCO RLE), png (a mask per instance), labels (label-map PNG), "
@@ -94,6 +97,15 @@ def _build_parser() -> argparse.ArgumentParser:
     from fastsam.batch.cli import register as register_batch
 
     register_batch(commands)
+
+    exp = commands.add_parser("export", help="export the network to ONNX (prompts keep working with --backend onnx)")
+    exp.add_argument("model", help="zoo name or checkpoint path")
+    exp.add_argument("dest", help="output .onnx path")
+    exp.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
+    exp.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    exp.add_argument("--quantize", choices=("int8",), help="also write DEST with .int8.onnx: int8 weights and "
+                                                           "activations calibrated on --calibration images")
+    exp.add_argument("--calibration", nargs="+", default=(), help="images for int8 calibration")
 
     conv = commands.add_parser("convert", help="convert a checkpoint to fastsam's safetensors format")
     conv.add_argument("source", help="ultralytics .pt or fastsam .safetensors checkpoint (or a zoo name)")
@@ -152,8 +164,14 @@ def _segment(args: argparse.Namespace) -> int:
 
     prompts = _prompts(args)
     paths = expand_inputs(args.images)
-    predictor = Predictor(load_model(args.model, progress=not args.quiet), device=args.device, imgsz=args.imgsz,
-                          conf=args.conf, iou=args.iou, max_det=args.max_det, retina=not args.no_retina)
+    if args.backend == "onnx":
+        from fastsam.inference.onnx_backend import onnx_backend_for
+
+        network = onnx_backend_for(args.model)
+    else:
+        network = load_model(args.model, progress=not args.quiet)
+    predictor = Predictor(network, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
+                          max_det=args.max_det, retina=not args.no_retina)
     out = Path(args.out)
     failures = 0
     bar = tqdm(list(zip(paths, _unique_stems(paths))), unit="image", disable=args.quiet or len(paths) < 2,
@@ -184,6 +202,24 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from fastsam.model.onnx_export import DEFAULT_OPSET, export_onnx, quantize_onnx
+    from fastsam.model.zoo import load_model
+
+    dest = Path(args.dest)
+    if dest.suffix != ".onnx":
+        raise InvalidInputError(f"output must end in .onnx, got {dest}")
+    if args.quantize and not args.calibration:
+        raise InvalidInputError("--quantize int8 needs --calibration images (a few like the ones you will segment)")
+    export_onnx(load_model(args.model, progress=True), dest, opset=args.opset or DEFAULT_OPSET)
+    print(f"wrote {dest}")
+    if args.quantize:
+        quantized = dest.with_suffix(".int8.onnx")
+        quantize_onnx(dest, quantized, mode="static", calibration_images=[Path(p) for p in args.calibration])
+        print(f"wrote {quantized}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -191,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _segment(args)
         if args.command == "convert":
             return _convert(args)
+        if args.command == "export":
+            return _export(args)
         return args.handler(args)
     except FastSAMError as exc:
         print(f"fastsam: error: {exc}", file=sys.stderr)

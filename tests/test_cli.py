@@ -159,3 +159,19 @@ def test_text_prompt_from_the_command_line(tmp_path, tiny_model, image):
     missing = main(["segment", str(image), "--model", str(tiny_model), "--imgsz", "128", "--conf", "0.0",
                     "--text", "a dog", "--text-model", str(tmp_path / "no-clip"), "--out", str(out), "--quiet"])
     assert missing == 2
+
+
+def test_export_and_onnx_backend_from_the_command_line(tmp_path):
+    pytest.importorskip("onnxruntime")
+    if not (FIXTURES / "fastsam-s-parity.pt").is_file():
+        pytest.skip("../shared/fixtures absent")
+    onnx_path = tmp_path / "s.onnx"
+    assert main(["export", str(FIXTURES / "fastsam-s-parity.pt"), str(onnx_path)]) == 0
+    outs = {}
+    for backend, model in (("torch", FIXTURES / "fastsam-s-parity.pt"), ("onnx", onnx_path)):
+        out = tmp_path / backend
+        assert main(["segment", str(FIXTURES / "images" / "dogs.jpg"), "--model", str(model), "--backend", backend,
+                     "--boxes", "494,70,1002,581", "--format", "json", "--out", str(out), "--quiet"]) == 0
+        outs[backend] = json.loads((out / "dogs.json").read_text())["annotations"]
+    assert outs["onnx"][0]["prompt"] == "box 0" and outs["onnx"][0]["instance_id"] == outs["torch"][0]["instance_id"]
+    assert main(["export", str(FIXTURES / "fastsam-s-parity.pt"), str(tmp_path / "bad.txt")]) == 2
