@@ -25,7 +25,9 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from fastsam.errors import CheckpointError, FastSAMError, InvalidInputError  # noqa: E402
-from fastsam.inference.onnx_backend import OnnxBackend, mask_agreement, matched_mask_ious, onnx_backend_for  # noqa: E402
+from fastsam.inference.onnx_backend import (  # noqa: E402
+    OnnxBackend, mask_agreement, matched_mask_ious, onnx_backend_for,
+)
 from fastsam.inference.predictor import Predictor  # noqa: E402
 from fastsam.model.checkpoint import load_weights, save_native  # noqa: E402
 from fastsam.model.config import YoloV8SegConfig  # noqa: E402
@@ -117,7 +119,8 @@ def test_verify_catches_a_wrong_model(small_export):
         verify_onnx(other, path)
 
 
-@pytest.mark.skipif(os.environ.get("FASTSAM_SLOW_TESTS") != "1", reason="dynamo export takes ~1 min; FASTSAM_SLOW_TESTS=1")
+@pytest.mark.skipif(os.environ.get("FASTSAM_SLOW_TESTS") != "1",
+                    reason="dynamo export takes ~1 min; set FASTSAM_SLOW_TESTS=1")
 def test_dynamo_fallback_dynamic_sizes(tmp_path, monkeypatch):
     """A torch without the TorchScript exporter: "auto" falls back to dynamo, still with dynamic sizes."""
     pytest.importorskip("onnxscript")
