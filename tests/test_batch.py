@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from pycocotools import mask as coco_mask
 
 from fastsam.batch import read_errors, read_records, run_batch
@@ -24,22 +23,10 @@ from fastsam.batch.records import everything_record, prompt_record
 from fastsam.batch.shards import OutputFolder
 from fastsam.errors import InvalidInputError
 from fastsam.inference.predictor import Predictor
-from fastsam.model.checkpoint import save_native
-from fastsam.model.config import YoloV8SegConfig
-from fastsam.model.yolov8_seg import YoloV8Seg
 from fastsam.model.zoo import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--imgsz", "128", "--conf", "0.0", "--max-det", "5", "--quiet", "--workers", "1"]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A randomly initialised YOLOv8n-seg: with conf 0 and max-det 5 it gives 5 instances per image, quickly."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_native(YoloV8Seg(YoloV8SegConfig.from_scale("n")), path)
-    return path
 
 
 def _write_images(folder: Path, count: int, seed: int = 0) -> list[str]:

@@ -11,26 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from pycocotools import mask as coco_mask
 
 from fastsam.cli import main
-from fastsam.model.checkpoint import save_native
-from fastsam.model.config import YoloV8SegConfig
-from fastsam.model.yolov8_seg import YoloV8Seg
 from tests.paths import FIXTURES
 
 REPO = Path(__file__).resolve().parents[1]
 needs_fixtures = pytest.mark.skipif(not (FIXTURES / "fastsam-s-parity.pt").is_file(), reason="../shared/fixtures absent")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A randomly initialised YOLOv8n-seg in the native format: always available, finds few or no objects."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_native(YoloV8Seg(YoloV8SegConfig.from_scale("n")), path)
-    return path
 
 
 @pytest.fixture(scope="module")

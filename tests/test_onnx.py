@@ -37,7 +37,7 @@ from fastsam.model.onnx_export import (  # noqa: E402
 from fastsam.model.yolov8_seg import YoloV8Seg  # noqa: E402
 from tests import test_parity  # noqa: E402
 from tests.paths import FIXTURES  # noqa: E402
-from tests.test_parity import GOLDENS, greedy_match_ious  # noqa: E402
+from tests.test_parity import GOLDENS  # noqa: E402
 
 needs_fixtures = pytest.mark.skipif(not (FIXTURES / "golden_s.json").is_file(), reason="../shared/fixtures not present")
 
@@ -283,9 +283,7 @@ def trained(tmp_path_factory):
 
 def _agreement(backend: OnnxBackend, reference) -> tuple[np.ndarray, int]:
     quantized = Predictor(backend, conf=0.05)(FIXTURES / "images" / "dogs.jpg")
-    matched = greedy_match_ious([r.to_coco() for r in quantized.rles], [r.to_coco() for r in reference.rles])
-    assert np.array_equal(matched, matched_mask_ious([r.to_coco() for r in quantized.rles],
-                                                     [r.to_coco() for r in reference.rles]))
+    matched = matched_mask_ious([r.to_coco() for r in quantized.rles], [r.to_coco() for r in reference.rles])
     print(f"{backend.quantization} vs fp32 on dogs.jpg: {len(quantized)} vs {len(reference)} instances, matched "
           f"mean IoU {matched.mean():.4f}, median {np.median(matched):.4f}")
     return matched, len(quantized)

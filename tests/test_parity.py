@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
+from fastsam.eval.matching import matched_mask_ious
 from fastsam.inference.predictor import Predictor
 from fastsam.model.checkpoint import load_weights
 from tests.paths import FIXTURES
@@ -54,30 +55,6 @@ def _coco(rle: dict) -> dict:
     return {"size": rle["size"], "counts": rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"]}
 
 
-def greedy_match_ious(ours: list[dict], golden: list[dict]) -> np.ndarray:
-    """IoU of each golden mask with its match: pairs taken greedily from the highest IoU down, one-to-one.
-    Two empty masks agree (IoU 1): the original also returns masks that are empty inside their box."""
-    if not ours or not golden:
-        return np.zeros(len(golden))
-    ours_c, golden_c = [_coco(r) for r in ours], [_coco(r) for r in golden]
-    ious = np.array(coco_mask.iou(ours_c, golden_c, [0] * len(golden)), dtype=np.float64).reshape(len(ours), len(golden))
-    empty_ours = np.array([coco_mask.area(r) == 0 for r in ours_c])
-    empty_golden = np.array([coco_mask.area(r) == 0 for r in golden_c])
-    ious[np.outer(empty_ours, empty_golden)] = 1.0
-    matched = np.zeros(len(golden))
-    used_ours, used_gold = set(), set()
-    for flat in np.argsort(-ious, axis=None, kind="stable"):
-        i, j = np.unravel_index(flat, ious.shape)
-        if ious[i, j] <= 0:
-            break
-        if i in used_ours or j in used_gold:
-            continue
-        used_ours.add(i)
-        used_gold.add(j)
-        matched[j] = ious[i, j]
-    return matched
-
-
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
@@ -93,7 +70,7 @@ def test_everything_matches_original(results, checkpoint, record):
     golden = record["everything"]
     assert result.image_size == tuple(record["size"])
     assert len(result) == len(golden["masks"])
-    matched = greedy_match_ious([r.to_coco() for r in result.rles], golden["masks"])
+    matched = matched_mask_ious([r.to_coco() for r in result.rles], golden["masks"])
     assert matched.mean() >= 0.99, f"mean matched IoU {matched.mean():.4f}"
     # Scores come from the same detections: the sorted score lists agree closely.
     np.testing.assert_allclose(np.sort(result.scores), np.sort(np.asarray(golden["scores"], np.float32)), atol=1e-3)
