@@ -95,8 +95,14 @@ def _build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--quiet", action="store_true", help="no progress bar or per-image lines")
 
     from fastsam.batch.cli import register as register_batch
+    from fastsam.eval.cli import register as register_eval
+    from fastsam.serve.cli import register as register_serve
+    from fastsam.train.cli import register as register_train
 
     register_batch(commands)
+    register_train(commands)
+    register_eval(commands)
+    register_serve(commands)
 
     exp = commands.add_parser("export", help="export the network to ONNX (prompts keep working with --backend onnx)")
     exp.add_argument("model", help="zoo name or checkpoint path")
