@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from fastsam.cli_options import add_inference_arguments, predictor_options
 from fastsam.errors import FastSAMError, InvalidInputError
 from fastsam.io.image import IMAGE_SUFFIXES
 
@@ -62,7 +63,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
     seg = commands.add_parser("segment", help="segment everything, or what points/boxes select, in images")
     seg.add_argument("images", nargs="+", help="image files and/or folders of images")
-    seg.add_argument("--model", default="FastSAM-x", help="zoo name (FastSAM-s, FastSAM-x) or checkpoint path")
     seg.add_argument("--points", nargs="+", metavar="X,Y", help="point prompts in image pixels")
     seg.add_argument("--labels", nargs="+", type=int, metavar="L", help="1 foreground / 0 background, one per point")
     seg.add_argument("--per-point", action="store_true", help="one instance per foreground point, not one merged mask")
@@ -76,12 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--text-metric", choices=("cosine", "probability"), help="score the threshold applies to")
     seg.add_argument("--text-crop", choices=("mask", "box"), default="mask", help="crop: mask on white, or the plain box")
     seg.add_argument("--text-wider", action="store_true", help="replace a pick by the largest mask holding 90%% of it")
-    seg.add_argument("--imgsz", type=int, default=1024, help="network input long side (multiple of 32)")
-    seg.add_argument("--conf", type=float, default=0.4, help="confidence threshold")
-    seg.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold")
-    seg.add_argument("--max-det", type=int, default=300, help="maximum instances per image")
-    seg.add_argument("--no-retina", action="store_true", help="masks at network-input resolution (faster)")
-    seg.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    add_inference_arguments(seg)
     seg.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                      help="network runtime; onnx takes an .onnx file as --model, or exports a checkpoint once into "
                           "the cache (pip install -e '.[onnx]')")
@@ -176,8 +171,10 @@ def _segment(args: argparse.Namespace) -> int:
         network = onnx_backend_for(args.model)
     else:
         network = load_model(args.model, progress=not args.quiet)
-    predictor = Predictor(network, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
-                          max_det=args.max_det, retina=not args.no_retina)
+    options = predictor_options(args)
+    if args.backend == "onnx":
+        options.pop("precision")  # onnxruntime runs the exported graph as it is
+    predictor = Predictor(network, device=args.device, **options)
     out = Path(args.out)
     failures = 0
     bar = tqdm(list(zip(paths, _unique_stems(paths))), unit="image", disable=args.quiet or len(paths) < 2,

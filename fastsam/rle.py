@@ -8,9 +8,12 @@ are answered from the runs without decoding the mask.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from pycocotools import mask as coco_mask
+
+from fastsam import rle_kernels
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,15 +81,7 @@ class RunLengthMask:
         """Tight box (x1, y1, x2, y2), exclusive max corner; (0, 0, 0, 0) when empty."""
         if self.starts.size == 0:
             return 0, 0, 0, 0
-        h = self.height
-        x1 = int(self.starts[0] // h)
-        x2 = int((self.ends[-1] - 1) // h) + 1
-        first_cols = self.starts // h
-        last_cols = (self.ends - 1) // h
-        spans_column = last_cols > first_cols
-        top = np.where(spans_column, 0, self.starts % h)
-        bottom = np.where(spans_column, h, (self.ends - 1) % h + 1)
-        return x1, int(top.min()), x2, int(bottom.max())
+        return tuple(int(v) for v in rle_kernels.run_bounds(self.starts, self.ends, self.height))
 
     def contains(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Whether each pixel (xs[k], ys[k]) (integers inside the image) is in the mask."""
@@ -103,14 +98,7 @@ class RunLengthMask:
         y1, y2 = max(int(y1), 0), min(int(y2), self.height)
         if x2 <= x1 or y2 <= y1 or self.starts.size == 0:
             return 0
-        return int((self._pixels_before(self.ends, x1, y1, x2, y2) - self._pixels_before(self.starts, x1, y1, x2, y2)).sum())
-
-    def _pixels_before(self, flat: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
-        # Box pixels with a flat index below `flat`: whole box columns before it plus part of its own column.
-        col, row = np.divmod(flat, self.height)
-        full_cols = np.clip(col, x1, x2) - x1
-        in_col = (col >= x1) & (col < x2)
-        return full_cols * (y2 - y1) + in_col * np.clip(row - y1, 0, y2 - y1)
+        return int(rle_kernels.box_overlap(self.starts, self.ends, self.height, x1, y1, x2, y2))
 
     # ------------------------------------------------------------------------------------------- decoding
     def decode(self) -> np.ndarray:
@@ -131,28 +119,55 @@ class RunLengthMask:
         return np.ascontiguousarray(columns[:, y1:y2].T)
 
     def counts(self) -> np.ndarray:
-        """Uncompressed COCO counts (alternating runs of zeros and ones, starting with zeros), uint32."""
+        """Uncompressed COCO counts (alternating runs of zeros and ones, starting with zeros), uint32. As
+        pycocotools, no zero-length run of zeros is written after a mask that reaches the last pixel."""
         edges = np.empty(2 * self.starts.size + 2, np.int64)
         edges[0] = 0
         edges[1:-1:2] = self.starts
         edges[2:-1:2] = self.ends
         edges[-1] = self.height * self.width
-        return np.diff(edges).astype(np.uint32)
+        counts = np.diff(edges).astype(np.uint32)
+        if counts.size > 1 and counts[-1] == 0:
+            counts = counts[:-1]
+        return counts
 
     def to_coco(self) -> dict:
-        """COCO compressed RLE: ``{'size': [h, w], 'counts': str}`` as pycocotools writes it."""
-        # pycocotools takes the counts as an array directly; a Python list of them costs ~7x more.
-        rle = coco_mask.frPyObjects({"size": [self.height, self.width], "counts": self.counts()}, self.height, self.width)
-        return {"size": [self.height, self.width], "counts": rle["counts"].decode("ascii")}
+        """COCO compressed RLE: ``{'size': [h, w], 'counts': str}``, the string pycocotools writes."""
+        return {"size": [self.height, self.width], "counts": rle_kernels.coco_string(self.counts()).tobytes().decode("ascii")}
 
 
-def union(masks: list[RunLengthMask], height: int, width: int) -> RunLengthMask:
-    """Pixel-wise OR of masks of one size."""
+def _check_same_size(masks: Sequence[RunLengthMask]) -> tuple[int, int]:
+    sizes = {m.size for m in masks}
+    if len(sizes) > 1:
+        raise ValueError(f"masks of different sizes cannot be combined: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def paint(masks: Sequence[RunLengthMask], adds: Sequence[bool]) -> RunLengthMask:
+    """Masks of one size painted in order: ``adds[k]`` True adds mask k's pixels, False erases them (a pixel
+    keeps the value of the last mask holding it). Computed on the runs, never decoded."""
+    if not masks:
+        raise ValueError("paint needs at least one mask")
+    if len(adds) != len(masks):
+        raise ValueError(f"{len(masks)} masks but {len(adds)} add/erase flags")
+    height, width = _check_same_size(masks)
+    offsets = np.zeros(len(masks) + 1, np.int64)
+    np.cumsum([m.starts.size for m in masks], out=offsets[1:])
+    starts = np.concatenate([m.starts for m in masks]).astype(np.int64, copy=False)
+    ends = np.concatenate([m.ends for m in masks]).astype(np.int64, copy=False)
+    runs = rle_kernels.paint_runs(starts, ends, offsets, np.asarray(adds, np.bool_))
+    return RunLengthMask(*runs, height, width)
+
+
+def union(masks: Sequence[RunLengthMask], height: int, width: int) -> RunLengthMask:
+    """Pixel-wise OR of masks of size (height, width)."""
     if not masks:
         return RunLengthMask.empty(height, width)
-    n = height * width
-    starts = np.concatenate([m.starts for m in masks])
-    ends = np.concatenate([m.ends for m in masks])
-    steps = np.bincount(starts, minlength=n + 1) - np.bincount(ends, minlength=n + 1)
-    covered = np.cumsum(steps[:-1]) > 0
-    return RunLengthMask.from_mask(covered.reshape(width, height).T)
+    if _check_same_size(masks) != (height, width):
+        raise ValueError(f"masks are {masks[0].size}, not ({height}, {width})")
+    return paint(masks, [True] * len(masks))
+
+
+def subtract(mask: RunLengthMask, other: RunLengthMask) -> RunLengthMask:
+    """Pixels of ``mask`` that are not in ``other`` (same size)."""
+    return paint([mask, other], [True, False])

@@ -40,7 +40,18 @@ def test_prompts_do_not_run_the_network_or_decode_every_mask(crowded, monkeypatc
     result.prompt(boxes=[[351, 0, 640, 305], [184, 257, 265, 362]])
     assert decoded == []  # box answers come from run-length overlaps
 
-    xs, ys = np.array([322, 621, 404]), np.array([291, 350, 260])
-    holders = sum(bool(r.contains(xs, ys).any()) for r in result.rles)
-    result.prompt(points=[[322, 291], [621, 350], [404, 260]])
-    assert 0 < len(decoded) <= holders < len(result) // 2
+    points, labels = [[178, 280], [541, 328], [144, 389]], [1, 1, 0]
+    merged = result.prompt(points=points, labels=labels).masks[0]
+    assert decoded == []  # point answers combine the holders' runs
+
+    # The original rule on decoded masks: largest first, the last point inside an instance decides.
+    xs, ys = np.array(points).T
+    holders = [n for n, r in enumerate(result.rles) if r.contains(xs, ys).any()]
+    assert len(holders) >= 3
+    expected = np.zeros(result.image_size, bool)
+    for n in sorted(holders, key=lambda i: -result.areas[i]):
+        last = np.flatnonzero(result.rles[n].contains(xs, ys))[-1]
+        region = original(result.rles[n], 0, 0, result.image_size[1], result.image_size[0])
+        expected = expected | region if labels[last] == 1 else expected & ~region
+    assert expected.any()
+    np.testing.assert_array_equal(merged.decode(), expected)

@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+from fastsam.cli_options import add_inference_arguments, predictor_options
+
 EXIT_USER_ERROR = 2
 
 
@@ -22,7 +24,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", metavar="JSONL",
                         help='per-image prompts, one JSON object per line: {"file": KEY, "points": [[x, y], ...], '
                              '"labels": [1, ...], "boxes": [[x1, y1, x2, y2], ...], "per_point": false}')
-    parser.add_argument("--model", default="FastSAM-x", help="zoo name (FastSAM-s, FastSAM-x) or checkpoint path")
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local processes, or a Ray cluster (Ray Data; pip install 'fastsam[ray]')")
     parser.add_argument("--workers", type=int, default=None,
@@ -33,12 +34,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch threads per worker (local default: cores / workers; Ray default 1, reserved "
                              "as the actor's CPUs)")
     parser.add_argument("--shard-size", type=int, default=64, help="inputs per output shard (default 64)")
-    parser.add_argument("--imgsz", type=int, default=1024, help="network input long side (multiple of 32)")
-    parser.add_argument("--conf", type=float, default=0.4, help="confidence threshold")
-    parser.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold")
-    parser.add_argument("--max-det", type=int, default=300, help="maximum instances per image")
-    parser.add_argument("--no-retina", action="store_true", help="masks at network-input resolution (faster)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    add_inference_arguments(parser, precision=False)
     parser.add_argument("--lookahead", type=int, default=2,
                         help="images decoded ahead of (and encoded behind) the network per worker; 0: no overlap")
     parser.add_argument("--ray-address", default=None,
@@ -66,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     summary = run_batch(
         args.source, args.dest, args.model, prompts=args.prompts, engine=args.engine, workers=args.workers,
-        threads=args.threads, shard_size=args.shard_size, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
-        max_det=args.max_det, retina=not args.no_retina, device=args.device, lookahead=args.lookahead,
+        threads=args.threads, shard_size=args.shard_size, device=args.device, lookahead=args.lookahead,
+        **predictor_options(args),
         ray_address=args.ray_address, gpus_per_worker=args.gpus_per_worker, progress=not args.quiet,
     )
     if not args.quiet:

@@ -28,7 +28,10 @@ def box_ious(rles: Sequence[RunLengthMask], areas: np.ndarray, bounds: np.ndarra
     box_area = (x2 - x1) * (y2 - y1)
     inter = np.zeros(len(rles), np.float32)
     overlaps = (bounds[:, 0] < x2) & (bounds[:, 2] > x1) & (bounds[:, 1] < y2) & (bounds[:, 3] > y1)
-    for n in np.flatnonzero(overlaps):
+    # A mask inside the box overlaps it with all its pixels; only masks crossing its edges need their runs.
+    within = (bounds[:, 0] >= x1) & (bounds[:, 2] <= x2) & (bounds[:, 1] >= y1) & (bounds[:, 3] <= y2)
+    inter[within] = areas[within]
+    for n in np.flatnonzero(overlaps & ~within):
         inter[n] = rles[n].box_overlap(x1, y1, x2, y2)
     union = np.float32(box_area) + areas.astype(np.float32) - inter
     with np.errstate(invalid="ignore", divide="ignore"):

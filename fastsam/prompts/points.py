@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from fastsam.prompts.selection import Selection
-from fastsam.rle import RunLengthMask
+from fastsam.rle import RunLengthMask, paint
 
 
 def _membership(rles: Sequence[RunLengthMask], bounds: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -28,24 +28,20 @@ def merge_point_prompt(rles: Sequence[RunLengthMask], bounds: np.ndarray, areas:
 
     Instances are visited from the largest area to the smallest; for each point inside an instance, a
     foreground point adds the whole instance and a background point erases it (so the last point inside an
-    instance decides). Instances that hold no point cannot change the result and are never decoded. The score
-    is the best score among the instances that were added.
+    instance decides). Instances that hold no point cannot change the result; the others are combined on their
+    runs, never decoded. The score is the best score among the instances that were added.
     """
-    h, w = image_size
     inside = _membership(rles, bounds, xs, ys)
-    touched = np.flatnonzero(inside.any(1))
-    merged = np.zeros((h, w), bool)
-    score = 0.0
-    for n in sorted(touched, key=lambda i: -int(areas[i])):  # sorted() is stable: ties keep instance order
-        last = np.flatnonzero(inside[n])[-1]
-        region = rles[n].decode()
-        if labels[last] == 1:
-            merged |= region
-            score = max(score, float(scores[n]))
-        else:
-            merged &= ~region
+    order = sorted(np.flatnonzero(inside.any(1)), key=lambda i: -int(areas[i]))  # stable: ties keep order
+    if not order:
+        merged, score = RunLengthMask.empty(*image_size), 0.0
+    else:
+        adds = [bool(labels[np.flatnonzero(inside[n])[-1]] == 1) for n in order]
+        merged = paint([rles[n] for n in order], adds)
+        added = [float(scores[n]) for n, add in zip(order, adds) if add]
+        score = max(added, default=0.0)
     selection = Selection(image_size)
-    selection.add(RunLengthMask.from_mask(merged), None, "points", score)
+    selection.add(merged, None, "points", score)
     return selection
 
 

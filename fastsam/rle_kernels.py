@@ -1,0 +1,159 @@
+"""Compiled loops over run-length masks (numba, compiled on first use and cached on disk).
+
+They work on the runs directly, so their cost grows with the number of runs, never with the image's pixels:
+the painter's merge of several masks, a mask's overlap with a box, and COCO's compressed count strings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sift_down(heap_pos: np.ndarray, heap_id: np.ndarray, size: int) -> None:
+    # Restore the min-heap order after the root's position grew.
+    i = 0
+    position, ident = heap_pos[0], heap_id[0]
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            break
+        if child + 1 < size and heap_pos[child + 1] < heap_pos[child]:
+            child += 1
+        if heap_pos[child] >= position:
+            break
+        heap_pos[i], heap_id[i] = heap_pos[child], heap_id[child]
+        i = child
+    heap_pos[i], heap_id[i] = position, ident
+
+
+@njit(cache=True, nogil=True)
+def paint_runs(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray,
+               paint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Painter's merge of K masks given as concatenated runs (mask k owns runs offsets[k]:offsets[k + 1]).
+
+    Masks are painted in order, each setting its pixels to ``paint[k]`` (True adds them, False erases them),
+    so a pixel takes the value of the last mask holding it, and is off when none does. Returns the runs of
+    the result. A k-way merge of the run boundaries: O(runs * log K).
+    """
+    count = offsets.size - 1
+    cursor = offsets[:-1].copy()
+    inside = np.zeros(count, np.bool_)
+    # Min-heap of each mask's next boundary; built by sorting, which is a valid heap.
+    firsts = np.empty(count, np.int64)
+    ids = np.empty(count, np.int64)
+    size = 0
+    for k in range(count):
+        if cursor[k] < offsets[k + 1]:
+            firsts[size] = starts[cursor[k]]
+            ids[size] = k
+            size += 1
+    order = np.argsort(firsts[:size])
+    heap_pos = firsts[:size][order].copy()
+    heap_id = ids[:size][order].copy()
+    only_adds = True
+    for k in range(count):
+        only_adds = only_adds and paint[k]
+    capacity = starts.size + 1
+    out_starts = np.empty(capacity, np.int64)
+    out_ends = np.empty(capacity, np.int64)
+    n = 0
+    active = 0
+    top = -1  # the last-painted mask holding the current pixel
+    value = False
+    while size > 0:
+        position = heap_pos[0]
+        k = heap_id[0]
+        # Each boundary is replaced in the heap by its mask's next one: one sift per boundary.
+        if not inside[k]:
+            inside[k] = True
+            active += 1
+            heap_pos[0] = ends[cursor[k]]
+            if k > top:
+                top = k
+        else:
+            inside[k] = False
+            active -= 1
+            cursor[k] += 1
+            if cursor[k] < offsets[k + 1]:
+                heap_pos[0] = starts[cursor[k]]
+            else:
+                size -= 1
+                heap_pos[0], heap_id[0] = heap_pos[size], heap_id[size]
+            if k == top and not only_adds:
+                while top >= 0 and not inside[top]:
+                    top -= 1
+        _sift_down(heap_pos, heap_id, size)
+        if size > 0 and heap_pos[0] == position:
+            continue  # the pixels from here take the state after every boundary at this position
+        now = active > 0 if only_adds else (top >= 0 and paint[top])
+        if now != value:
+            if now:
+                out_starts[n] = position
+            else:
+                out_ends[n] = position
+                n += 1
+            value = now
+    return out_starts[:n].copy(), out_ends[:n].copy()
+
+
+@njit(cache=True, nogil=True)
+def box_overlap(starts: np.ndarray, ends: np.ndarray, height: int, x1: int, y1: int, x2: int, y2: int) -> int:
+    """Pixels of the runs inside the box [x1, x2) x [y1, y2) (already clipped to the image)."""
+    lo = np.searchsorted(ends, x1 * height, side="right")
+    hi = np.searchsorted(starts, x2 * height, side="left")
+    box_h = y2 - y1
+    total = 0
+    for k in range(lo, hi):
+        total += _box_pixels_before(ends[k], height, x1, y1, x2, box_h) - _box_pixels_before(
+            starts[k], height, x1, y1, x2, box_h)
+    return total
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _box_pixels_before(flat: int, height: int, x1: int, y1: int, x2: int, box_h: int) -> int:
+    # Box pixels with a flat index below `flat`: whole box columns before its column plus part of its own.
+    col = flat // height
+    row = flat - col * height
+    if col < x1:
+        return 0
+    if col >= x2:
+        return (x2 - x1) * box_h
+    return (col - x1) * box_h + min(max(row - y1, 0), box_h)
+
+
+@njit(cache=True, nogil=True)
+def coco_string(counts: np.ndarray) -> np.ndarray:
+    """COCO's compressed RLE string (as bytes) of uncompressed counts: each count, minus the count two before
+    it from the third on, in 5-bit groups with a continuation bit, offset into printable ASCII from '0'."""
+    out = np.empty(counts.size * 7 + 1, np.uint8)
+    n = 0
+    for i in range(counts.size):
+        x = np.int64(counts[i])
+        if i > 2:
+            x -= np.int64(counts[i - 2])
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5  # arithmetic shift: negative deltas end at -1
+            more = (x != -1) if (c & 0x10) else (x != 0)
+            if more:
+                c |= 0x20
+            out[n] = c + 48
+            n += 1
+    return out[:n]
+
+
+@njit(cache=True, nogil=True)
+def run_bounds(starts: np.ndarray, ends: np.ndarray, height: int) -> tuple[int, int, int, int]:
+    """Tight box (x1, y1, x2, y2), exclusive max corner, of non-empty runs in an image ``height`` tall."""
+    top, bottom = height, 0
+    for k in range(starts.size):
+        first_col = starts[k] // height
+        last_col = (ends[k] - 1) // height
+        if last_col > first_col:  # a run over a column boundary covers the whole height between
+            return starts[0] // height, 0, (ends[-1] - 1) // height + 1, height
+        top = min(top, starts[k] - first_col * height)
+        bottom = max(bottom, ends[k] - last_col * height)
+    return starts[0] // height, top, (ends[-1] - 1) // height + 1, bottom

@@ -1,0 +1,85 @@
+"""Run-length masks: set operations, box overlaps and COCO strings agree with the decoded pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pycocotools import mask as coco_mask
+
+from fastsam.rle import RunLengthMask, subtract, union
+
+
+def _random_mask(rng: np.random.Generator, height: int, width: int, density: float) -> np.ndarray:
+    # Blocky noise: long runs, runs that cross column boundaries, and isolated pixels.
+    coarse = rng.random((height // 3 + 1, width // 3 + 1)) < density
+    mask = np.kron(coarse, np.ones((3, 3), bool))[:height, :width]
+    flips = rng.random((height, width)) < 0.05
+    return mask ^ flips
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_union_and_subtract_match_pixels(seed):
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+    masks = [_random_mask(rng, h, w, d) for d in (0.3, 0.5, 0.0, 0.9)]
+    rles = [RunLengthMask.from_mask(m) for m in masks]
+    np.testing.assert_array_equal(union(rles, h, w).decode(), np.logical_or.reduce(masks))
+    for a, b in [(0, 1), (1, 0), (0, 2), (2, 0), (3, 1)]:
+        got = subtract(rles[a], rles[b])
+        np.testing.assert_array_equal(got.decode(), masks[a] & ~masks[b])
+        # Canonical runs: sorted, non-empty, never touching, so equal masks have equal runs.
+        assert np.all(got.ends > got.starts) and np.all(got.starts[1:] > got.ends[:-1])
+
+
+def test_union_of_touching_runs_is_one_run():
+    h, w = 4, 3
+    left = RunLengthMask(np.array([0]), np.array([4]), h, w)  # column 0
+    right = RunLengthMask(np.array([4]), np.array([8]), h, w)  # column 1
+    merged = union([left, right], h, w)
+    assert merged.starts.tolist() == [0] and merged.ends.tolist() == [8]
+
+
+def test_set_operations_reject_mixed_sizes():
+    with pytest.raises(ValueError, match="different sizes"):
+        subtract(RunLengthMask.empty(3, 4), RunLengthMask.empty(4, 3))
+    with pytest.raises(ValueError):
+        union([RunLengthMask.empty(3, 4)], 4, 3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_box_overlap_matches_pixels(seed):
+    rng = np.random.default_rng(100 + seed)
+    h, w = int(rng.integers(5, 50)), int(rng.integers(5, 50))
+    mask = _random_mask(rng, h, w, 0.5)
+    rle = RunLengthMask.from_mask(mask)
+    for _ in range(20):
+        x1, x2 = sorted(rng.integers(-3, w + 3, 2))
+        y1, y2 = sorted(rng.integers(-3, h + 3, 2))
+        expected = mask[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)].sum()
+        assert rle.box_overlap(x1, y1, x2, y2) == expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_coco_strings_match_pycocotools(seed):
+    rng = np.random.default_rng(200 + seed)
+    h, w = int(rng.integers(1, 60)), int(rng.integers(1, 60))
+    mask = _random_mask(rng, h, w, float(rng.random()))
+    rle = RunLengthMask.from_mask(mask).to_coco()
+    reference = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    assert rle["counts"] == reference["counts"].decode("ascii")
+    assert rle["size"] == [h, w]
+    np.testing.assert_array_equal(RunLengthMask.from_coco(rle).decode(), mask)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bbox_matches_pixels(seed):
+    rng = np.random.default_rng(300 + seed)
+    h, w = int(rng.integers(1, 30)), int(rng.integers(1, 30))
+    mask = np.zeros((h, w), bool)
+    if seed % 3:  # seed 0 and 3: empty; the others: a random patch, sometimes whole columns
+        y1, y2 = sorted(rng.integers(0, h + 1, 2)) if seed % 2 else (0, h)
+        x1, x2 = sorted(rng.integers(0, w + 1, 2))
+        mask[y1:y2 + 1, x1:x2 + 1] = rng.random((min(y2 + 1, h) - y1, min(x2 + 1, w) - x1)) < 0.7
+    ys, xs = np.nonzero(mask)
+    expected = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if xs.size else (0, 0, 0, 0)
+    assert RunLengthMask.from_mask(mask).bbox() == tuple(int(v) for v in expected)
