@@ -2,10 +2,10 @@
 latency on a cached result, peak RSS, and the network's achieved GFLOP/s against this machine's attainable fp32
 matmul GFLOP/s.
 
-    python benchmarks/run.py                      # FastSAM-s fixture + x-sized random model, both images
-    python benchmarks/run.py --models s --images sa_8776.jpg --repeat 5
+    python benchmarks/run.py                      # s, x and n84 models, fp32 and bf16, both images
+    python benchmarks/run.py --models s --precisions fp32 --images sa_8776.jpg --repeat 5
 
-Each (model, image) runs in its own process so that its peak RSS is its own. Prints a markdown table and writes
+Each (model, precision, image) runs in its own process so that its peak RSS is its own. Prints a markdown table and writes
 JSON (default out/benchmarks.json). Needs ../shared/fixtures (or $FASTSAM_SHARED).
 """
 
@@ -30,9 +30,12 @@ SHARED = Path(os.environ.get("FASTSAM_SHARED", REPO.parent / "shared"))
 FIXTURES = SHARED / "fixtures"
 STAGES = ("decode", "letterbox", "network", "nms", "masks", "encode")
 MODELS = {
-    "s": "FastSAM-s architecture (fixture fastsam-s-parity.pt)",
+    "s": "FastSAM-s architecture (fixture fastsam-s-parity.pt, random weights: noisy masks, the worst case)",
     "x": "FastSAM-x architecture (YOLOv8x-seg, reg_max 26, random weights, seed 0)",
+    "n84": "trained YOLOv8n-seg (fixture yolov8n-seg-coco128-ultralytics84.pt, conf 0.01): smooth, real-looking masks",
 }
+# Confidence per model: the trained 80-class checkpoint needs a low one to find instances on these images.
+CONF = {"s": 0.4, "x": 0.4, "n84": 0.01}
 
 
 def matmul_gflops(size: int = 2048, repeat: int = 10) -> float:
@@ -83,11 +86,13 @@ def _load(model_key: str):
 
     if model_key == "s":
         return load_weights(FIXTURES / "fastsam-s-parity.pt")
+    if model_key == "n84":
+        return load_weights(FIXTURES / "yolov8n-seg-coco128-ultralytics84.pt")
     torch.manual_seed(0)
     return YoloV8Seg(YoloV8SegConfig.from_scale("x", reg_max=26)).eval()
 
 
-def measure(model_key: str, image_name: str, repeat: int, imgsz: int) -> dict:
+def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision: str = "fp32") -> dict:
     """One configuration, in this process: stage medians, prompt latencies, FLOPs and peak RSS."""
     import numpy as np
     import torch
@@ -98,7 +103,7 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int) -> dict:
 
     image = FIXTURES / "images" / image_name
     model = _load(model_key)
-    predictor = Predictor(model, imgsz=imgsz)
+    predictor = Predictor(model, imgsz=imgsz, conf=CONF[model_key], precision=precision)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(repeat + 1):  # the first run warms up (kernel compilation, allocator)
@@ -126,16 +131,25 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int) -> dict:
         result.prompt(boxes=[[x1, y1, x2 + 1, y2 + 1]])
         box_ms.append((time.perf_counter() - start) * 1000)
 
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the reference models below
+    agreement = None
+    if precision != "fp32":  # masks against the fp32 network's, matched one-to-one
+        from fastsam.eval.matching import matched_mask_ious
+
+        reference = Predictor(_load(model_key), imgsz=imgsz, conf=CONF[model_key])(image, keep_image=False)
+        ious = matched_mask_ious([m.to_coco() for m in result.rles], [m.to_coco() for m in reference.rles])
+        agreement = {"mean_matched_iou": float(ious.mean()) if ious.size else 1.0,
+                     "instances_fp32": len(reference)}
     input_size = plan_letterbox((h, w), imgsz).input_size
-    flops = network_flops(predictor.model, input_size)
+    flops = network_flops(_load(model_key).eval().fuse(), input_size)
     return {
-        "model": model_key, "image": image_name, "image_size": [h, w], "input_size": list(input_size),
+        "model": model_key, "precision": precision, "agreement": agreement, "image": image_name, "image_size": [h, w], "input_size": list(input_size),
         "instances": len(result), "seconds": seconds,
         "post_over_network": (seconds["nms"] + seconds["masks"] + seconds["encode"]) / seconds["network"],
         "prompt_ms": {"point_median": statistics.median(point_ms), "box_median": statistics.median(box_ms)},
         "network_gflop": flops / 1e9, "network_gflops": flops / 1e9 / seconds["network"],
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb,
         "threads": torch.get_num_threads(),
     }
 
@@ -146,11 +160,12 @@ def main() -> None:
     parser.add_argument("--images", nargs="+", default=["dogs.jpg", "sa_8776.jpg"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--imgsz", type=int, default=1024)
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--json", type=Path, default=REPO / "out" / "benchmarks.json")
-    parser.add_argument("--one", nargs=2, metavar=("MODEL", "IMAGE"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=3, metavar=("MODEL", "IMAGE", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # child process: one configuration, JSON on stdout
-        print(json.dumps(measure(args.one[0], args.one[1], args.repeat, args.imgsz)))
+        print(json.dumps(measure(args.one[0], args.one[1], args.repeat, args.imgsz, args.one[2])))
         return
     if not (FIXTURES / "fastsam-s-parity.pt").is_file():
         sys.exit(f"benchmarks need the fixtures in {FIXTURES} (set FASTSAM_SHARED)")
@@ -160,25 +175,28 @@ def main() -> None:
     attainable = matmul_gflops()
     rows = []
     for model_key in args.models:
-        for image_name in args.images:
-            done = subprocess.run([sys.executable, __file__, "--one", model_key, image_name, "--repeat",
-                                   str(args.repeat), "--imgsz", str(args.imgsz)], capture_output=True, text=True)
-            if done.returncode:
-                sys.exit(done.stderr)
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        for precision in args.precisions:
+            for image_name in args.images:
+                done = subprocess.run([sys.executable, __file__, "--one", model_key, image_name, precision,
+                                       "--repeat", str(args.repeat), "--imgsz", str(args.imgsz)],
+                                      capture_output=True, text=True)
+                if done.returncode:
+                    sys.exit(done.stderr)
+                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; attainable fp32 matmul {attainable:.0f} GFLOP/s\n")
-    print("| model | image | instances | " + " | ".join(STAGES) + " | total | post / network | point | box "
-          "| network GFLOP/s (% of matmul) | peak RSS |")
-    print("|" + "---|" * (len(STAGES) + 10))
+    print("| model | precision | image | instances | " + " | ".join(STAGES) + " | total | post / network | point "
+          "| box | network GFLOP/s (% of matmul) | mask IoU vs fp32 | peak RSS |")
+    print("|" + "---|" * (len(STAGES) + 11))
     for r in rows:
         s = r["seconds"]
         cells = " | ".join(f"{s[k] * 1000:.0f} ms" for k in STAGES)
-        print(f"| {r['model']} | {r['image']} | {r['instances']} | {cells} | {s['total']:.2f} s | "
+        iou = f"{r['agreement']['mean_matched_iou']:.3f}" if r["agreement"] else "-"
+        print(f"| {r['model']} | {r['precision']} | {r['image']} | {r['instances']} | {cells} | {s['total']:.2f} s | "
               f"{r['post_over_network'] * 100:.0f}% | {r['prompt_ms']['point_median']:.2f} ms | "
               f"{r['prompt_ms']['box_median']:.2f} ms | {r['network_gflops']:.0f} "
-              f"({r['network_gflops'] / attainable * 100:.0f}%) | {r['peak_rss_mb']:.0f} MB |")
+              f"({r['network_gflops'] / attainable * 100:.0f}%) | {iou} | {r['peak_rss_mb']:.0f} MB |")
     report = {"attainable_gflops": attainable, "torch": torch.__version__, "cores": os.cpu_count(),
               "models": {k: MODELS[k] for k in args.models}, "repeat": args.repeat, "imgsz": args.imgsz, "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
