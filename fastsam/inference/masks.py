@@ -85,12 +85,13 @@ class PrototypeMasks:
         grid = logits_at(rows, cols)
         ri_lo, ri_hi = np.searchsorted(rows, r_lo), np.searchsorted(rows, r_hi)
         ci_lo, ci_hi = np.searchsorted(cols, c_lo), np.searchsorted(cols, c_hi)
-        # Columns first, then rows: the order F.interpolate's CPU kernel combines the four taps in.
-        across = grid[:, ci_lo] * (1 - c_w) + grid[:, ci_hi] * c_w  # (proto rows, output columns)
         h, w = self.image_size
         if self.compiled:
-            starts, ends = threshold_runs(np.ascontiguousarray(across.T), ri_lo, ri_hi, r_w, x0, y0, h)
+            starts, ends = threshold_runs(np.ascontiguousarray(grid.T), ci_lo, ci_hi, c_w, ri_lo, ri_hi, r_w,
+                                          x0, y0, h)
             return RunLengthMask(starts, ends, h, w)
+        # Columns first, then rows: the order F.interpolate's CPU kernel combines the four taps in.
+        across = grid[:, ci_lo] * (1 - c_w) + grid[:, ci_hi] * c_w  # (proto rows, output columns)
         across_t = torch.from_numpy(across)
         weight = torch.from_numpy(r_w)[:, None]
         values = across_t[torch.from_numpy(ri_lo)] * (1 - weight) + across_t[torch.from_numpy(ri_hi)] * weight

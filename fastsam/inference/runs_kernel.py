@@ -26,16 +26,27 @@ def _toggle(starts: np.ndarray, ends: np.ndarray, n: int, flat: int, entering: b
     return n + 1
 
 
-def _threshold_runs(across_t: np.ndarray, row_lo: np.ndarray, row_hi: np.ndarray, row_w: np.ndarray,
+def _threshold_runs(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, col_w: np.ndarray,
+                    row_lo: np.ndarray, row_hi: np.ndarray, row_w: np.ndarray,
                     x0: int, y0: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Runs of ``value > 0`` where value(y, x) = across_t[x, row_lo[y]] * (1 - row_w[y]) + across_t[x, row_hi[y]]
-    * row_w[y], for the output pixels (x0 + x, y0 + y) of an image ``height`` pixels tall; column-major flat
-    indices, runs continuing from one column into the next joined."""
-    width = across_t.shape[0]
+    """Runs of ``value > 0`` for the bilinear samples of a logit grid, at the output pixels (x0 + x, y0 + y) of
+    an image ``height`` pixels tall; column-major flat indices, runs continuing from one column into the next
+    joined.
+
+    grid_t: (grid columns, grid rows) float32, the grid transposed; column x samples grid columns col_lo[x] and
+    col_hi[x] with weight col_w[x] on the latter, row y grid rows row_lo[y], row_hi[y] with weight row_w[y].
+    Columns are combined first, then rows, as F.interpolate's CPU kernel does: value(y, x) = across[row_lo[y]]
+    * (1 - row_w[y]) + across[row_hi[y]] * row_w[y], across = grid_t[col_lo[x]] * (1 - col_w[x]) +
+    grid_t[col_hi[x]] * col_w[x].
+    """
+    width = col_lo.shape[0]
     rows = row_lo.shape[0]
+    grid_rows = grid_t.shape[1]
+    column = np.empty(grid_rows, np.float32)
     # Output rows between the same two proto rows form a segment. When both proto values have one sign,
-    # every pixel of the segment has it (a convex combination), so only segments that cross zero are
-    # evaluated pixel by pixel.
+    # every pixel of the segment has it (a convex combination); otherwise the value is monotonic along the
+    # segment and the one row where the sign flips is found by bisection. Only values within `tiny` of zero
+    # are evaluated pixel by pixel.
     seg_begin = np.empty(rows + 1, np.int64)
     segments = 0
     for y in range(rows):
@@ -53,7 +64,11 @@ def _threshold_runs(across_t: np.ndarray, row_lo: np.ndarray, row_hi: np.ndarray
     # Below this a product with a weight could underflow to zero, so the sign shortcut is not taken.
     tiny = np.float32(1e-30)
     for x in range(width):
-        column = across_t[x]
+        left, right = grid_t[col_lo[x]], grid_t[col_hi[x]]
+        wx = col_w[x]
+        wl = one - wx
+        for r in range(grid_rows):
+            column[r] = left[r] * wl + right[r] * wx
         base = (x0 + x) * height + y0
         inside = False
         for j in range(segments):
@@ -71,6 +86,27 @@ def _threshold_runs(across_t: np.ndarray, row_lo: np.ndarray, row_hi: np.ndarray
                     n = _toggle(starts, ends, n, base + first, positive)
                     inside = positive
                 continue
+            if lo < -tiny or lo > tiny:
+                if hi < -tiny or hi > tiny:
+                    # lo and hi have opposite signs, so consecutive rows' values differ by far more than the
+                    # rounding error and the sign changes exactly once along the segment: binary search for it,
+                    # with the same arithmetic as the per-pixel loop.
+                    lo_positive = lo > 0
+                    a, b = first, stop
+                    while a < b:
+                        mid = (a + b) // 2
+                        w = row_w[mid]
+                        if (lo * (one - w) + hi * w > 0) == lo_positive:
+                            a = mid + 1
+                        else:
+                            b = mid
+                    if a > first and lo_positive != inside:
+                        n = _toggle(starts, ends, n, base + first, lo_positive)
+                        inside = lo_positive
+                    if a < stop and (not lo_positive) != inside:
+                        n = _toggle(starts, ends, n, base + a, not lo_positive)
+                        inside = not lo_positive
+                    continue
             for y in range(first, stop):
                 w = row_w[y]
                 # Same operations and order as the tensor path: (lo * (1 - w)) + (hi * w), no fused multiply-add.
