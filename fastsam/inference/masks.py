@@ -47,6 +47,8 @@ class PrototypeMasks:
                  input_boxes: torch.Tensor, input_size: tuple[int, int], image_size: tuple[int, int],
                  retina: bool = True, compiled: bool | None = None) -> None:
         self.protos = protos.float().contiguous().numpy()
+        # Transposed (nm, mw, mh) once, so each instance's logits come out column-major, as the kernel reads them.
+        self.protos_t = np.ascontiguousarray(self.protos.transpose(0, 2, 1))
         self.coefficients = coefficients.float().numpy()
         # The compiled kernel when numba is there (or as asked); otherwise tensor operations, same pixels.
         self.compiled = threshold_runs is not None if compiled is None else bool(compiled and threshold_runs)
@@ -66,31 +68,28 @@ class PrototypeMasks:
     def __len__(self) -> int:
         return self.coefficients.shape[0]
 
-    def _logits(self, index: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Mask logits (float32) of one instance on the proto-grid rows x cols (sorted index arrays)."""
-        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-        block = self.protos[:, r0:r1, c0:c1]
-        logits = (self.coefficients[index] @ block.reshape(block.shape[0], -1)).reshape(r1 - r0, c1 - c0)
-        if r1 - r0 != rows.size or c1 - c0 != cols.size:
-            logits = logits[np.ix_(rows - r0, cols - c0)]
-        return logits
+    def _logits_t(self, index: int, rows: range, cols: range) -> np.ndarray:
+        """Mask logits (float32) of one instance on the proto grid, transposed: (len(cols), len(rows))."""
+        block = self.protos_t[:, cols.start:cols.stop, rows.start:rows.stop]
+        return (self.coefficients[index] @ block.reshape(block.shape[0], -1)).reshape(len(cols), len(rows))
 
-    def _encode_taps(self, logits_at: Callable[[np.ndarray, np.ndarray], np.ndarray], row_taps: tuple,
+    def _encode_taps(self, logits_t_at: Callable[[range, range], np.ndarray], row_taps: tuple,
                      col_taps: tuple, x0: int, y0: int) -> RunLengthMask:
         """Bilinear samples at the taps (output pixels from (x0, y0)), thresholded at 0, as a run-length mask."""
         r_lo, r_hi, r_w = row_taps
         c_lo, c_hi, c_w = col_taps
-        rows = np.unique(np.concatenate((r_lo, r_hi)))
-        cols = np.unique(np.concatenate((c_lo, c_hi)))
-        grid = logits_at(rows, cols)
-        ri_lo, ri_hi = np.searchsorted(rows, r_lo), np.searchsorted(rows, r_hi)
-        ci_lo, ci_hi = np.searchsorted(cols, c_lo), np.searchsorted(cols, c_hi)
+        # Taps never decrease along the output, so the proto rows and columns they use lie in these ranges.
+        rows = range(int(r_lo[0]), int(r_hi[-1]) + 1)
+        cols = range(int(c_lo[0]), int(c_hi[-1]) + 1)
+        grid_t = logits_t_at(rows, cols)
+        ri_lo, ri_hi = r_lo - rows.start, r_hi - rows.start
+        ci_lo, ci_hi = c_lo - cols.start, c_hi - cols.start
         h, w = self.image_size
         if self.compiled:
-            starts, ends = threshold_runs(np.ascontiguousarray(grid.T), ci_lo, ci_hi, c_w, ri_lo, ri_hi, r_w,
-                                          x0, y0, h)
+            starts, ends = threshold_runs(grid_t, ci_lo, ci_hi, c_w, ri_lo, ri_hi, r_w, x0, y0, h)
             return RunLengthMask(starts, ends, h, w)
         # Columns first, then rows: the order F.interpolate's CPU kernel combines the four taps in.
+        grid = grid_t.T
         across = grid[:, ci_lo] * (1 - c_w) + grid[:, ci_hi] * c_w  # (proto rows, output columns)
         across_t = torch.from_numpy(across)
         weight = torch.from_numpy(r_w)[:, None]
@@ -112,7 +111,7 @@ class PrototypeMasks:
             col_taps = _bilinear_taps(np.arange(xs0, xs1), in_w, w)
             row_taps = (row_taps[0] + self.crop_top, row_taps[1] + self.crop_top, row_taps[2])
             col_taps = (col_taps[0] + self.crop_left, col_taps[1] + self.crop_left, col_taps[2])
-            return self._encode_taps(lambda r, c: self._logits(index, r, c), row_taps, col_taps, xs0, ys0)
+            return self._encode_taps(lambda r, c: self._logits_t(index, r, c), row_taps, col_taps, xs0, ys0)
         return self._encode_input_resolution(index)
 
     def _encode_input_resolution(self, index: int) -> RunLengthMask:
@@ -140,11 +139,12 @@ class PrototypeMasks:
         row_taps = _bilinear_taps(in_rows, mh, in_h)
         col_taps = _bilinear_taps(in_cols, mw, in_w)
 
-        def cropped_logits(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            inside = ((rows >= py1) & (rows < py2))[:, None] & ((cols >= px1) & (cols < px2))[None, :]
-            return self._logits(index, rows, cols) * inside
+        def cropped_logits_t(rows: range, cols: range) -> np.ndarray:
+            row_idx, col_idx = np.arange(rows.start, rows.stop), np.arange(cols.start, cols.stop)
+            inside = ((col_idx >= px1) & (col_idx < px2))[:, None] & ((row_idx >= py1) & (row_idx < py2))[None, :]
+            return self._logits_t(index, rows, cols) * inside
 
-        return self._encode_taps(cropped_logits, row_taps, col_taps, xs0, ys0)
+        return self._encode_taps(cropped_logits_t, row_taps, col_taps, xs0, ys0)
 
     def encode_all(self, threads: int | None = None) -> list[RunLengthMask]:
         """Every instance's run-length mask, in order. The compiled kernel releases the GIL, so instances are
