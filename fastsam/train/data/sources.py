@@ -1,0 +1,68 @@
+"""``open_source``: a training-data path -> the right reader, by its layout or by ``kind``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastsam.errors import InvalidInputError
+from fastsam.train.data.bsds import BsdsSource
+from fastsam.train.data.coco import CocoSource, find_image_folder
+from fastsam.train.data.sa1b import Sa1bSource
+from fastsam.train.data.sample import InstanceSource
+from fastsam.train.data.yolo import YoloSegSource, choose_split
+
+KINDS = ("yolo", "coco", "bsds", "sa1b")
+
+
+def detect_kind(path: Path) -> str:
+    """'yolo' (images/ + labels/), 'coco' (a JSON file, or a folder with annotations/instances_*.json),
+    'bsds' (images/ + groundTruth/) or 'sa1b' (X.jpg + X.json pairs)."""
+    if path.is_file():
+        if path.suffix.lower() == ".json":
+            return "coco"
+        raise InvalidInputError(f"{path}: a file source must be a COCO instances .json")
+    if not path.is_dir():
+        raise InvalidInputError(f"{path}: no such file or folder")
+    if (path / "images").is_dir() and (path / "labels").is_dir():
+        return "yolo"
+    if (path / "images").is_dir() and (path / "groundTruth").is_dir():
+        return "bsds"
+    if any((path / "annotations").glob("instances_*.json")):
+        return "coco"
+    if any(p.with_suffix(".jpg").is_file() for p in path.glob("*.json")):
+        return "sa1b"
+    raise InvalidInputError(f"{path}: not a known training-data layout (YOLO-seg images/ + labels/, COCO JSON, "
+                            f"BSDS500 images/ + groundTruth/, SA-1B X.jpg + X.json); give kind= one of {KINDS}")
+
+
+def _coco_json(folder: Path, split: str | None) -> Path:
+    candidates = sorted((folder / "annotations").glob("instances_*.json"))
+    splits = [p.stem.split("instances_", 1)[1] for p in candidates]
+    chosen = split if split is not None else choose_split(folder, splits)
+    if chosen not in splits:
+        raise InvalidInputError(f"{folder}: no annotations/instances_{chosen}.json (have: {', '.join(splits)})")
+    return folder / "annotations" / f"instances_{chosen}.json"
+
+
+def open_source(path: str | Path, kind: str | None = None, split: str | None = None) -> InstanceSource:
+    """The reader for ``path``: auto-detected, or forced by ``kind`` (one of KINDS). ``split`` picks the
+    subfolder (YOLO, BSDS), the instances file (COCO folder) or the image folder (COCO JSON)."""
+    if not isinstance(path, (str, Path)) or str(path) == "":
+        raise InvalidInputError(f"path must be a non-empty str or Path, got {path!r:.80}")
+    if split is not None and (not isinstance(split, str) or "/" in split or split in ("", ".", "..")):
+        raise InvalidInputError(f"split must be a folder name, got {split!r:.80}")
+    path = Path(path)
+    if kind is None:
+        kind = detect_kind(path)
+    if kind == "yolo":
+        return YoloSegSource(path, split)
+    if kind == "bsds":
+        return BsdsSource(path, split)
+    if kind == "sa1b":
+        return Sa1bSource(path)
+    if kind == "coco":
+        if path.is_dir():
+            json_path = _coco_json(path, split)
+            return CocoSource(json_path, find_image_folder(json_path))
+        return CocoSource(path, find_image_folder(path, split))
+    raise InvalidInputError(f"kind must be one of {KINDS} or None, got {kind!r:.80}")
