@@ -1,0 +1,157 @@
+"""``fastsam train`` (from scratch, fine-tuning, or ``--resume``) and ``fastsam val`` (class-agnostic box and
+mask AP / AR with COCOeval); ``fastsam convert-sa1b`` comes from :mod:`fastsam.train.data.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fastsam.errors import InvalidInputError
+from fastsam.train.trainer import TrainConfig
+
+_KINDS = ("yolo", "coco", "bsds", "sa1b")
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    d = TrainConfig()
+    p = commands.add_parser(
+        "train", help="train a FastSAM / YOLOv8-seg network (class-agnostic), or resume a run",
+        description="Train from scratch (--scale, --reg-max) or fine-tune (--model) on a YOLO-seg folder, COCO "
+                    "instances JSON, BSDS500 or SA-1B folder. RUN/weights/best.safetensors loads with "
+                    "`fastsam segment --model`; `fastsam train --resume RUN` continues an interrupted run.")
+    p.add_argument("data", nargs="?", help="training data (auto-detected; --kind forces the reader)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder (other options ignored but "
+                                                   "--epochs, --device, --workers, --threads, --quiet)")
+    p.add_argument("--out", default=d.out, help=f"run folder (default {d.out})")
+    p.add_argument("--kind", choices=_KINDS, help="force the dataset reader")
+    p.add_argument("--split", help="subfolder or instances file of DATA (e.g. train2017)")
+    p.add_argument("--model", help="fine-tune from this checkpoint (Ultralytics .pt, fastsam .safetensors, zoo name)")
+    p.add_argument("--scale", default=d.scale, choices=("n", "s", "m", "l", "x"), help="from-scratch size")
+    p.add_argument("--reg-max", type=int, default=d.reg_max, help="DFL bins (16; FastSAM-x uses 26)")
+    p.add_argument("--imgsz", type=int, default=d.imgsz, help="training image size (multiple of 32)")
+    p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs}; with --resume: extend the run to this)")
+    p.add_argument("--batch", type=int, default=d.batch, help="images per step (all GPUs together)")
+    p.add_argument("--nbs", type=int, default=d.nominal_batch, help="nominal batch: gradients accumulated to it")
+    p.add_argument("--optimizer", default=d.optimizer, choices=("auto", "SGD", "AdamW"),
+                   help="auto: AdamW (lr 0.002*5/(4+nc)) below 10k iterations, else SGD (YOLOv8's rule)")
+    p.add_argument("--lr0", type=float, default=d.lr0, help="initial LR for SGD / AdamW")
+    p.add_argument("--lrf", type=float, default=d.lrf, help="final LR as a fraction of lr0")
+    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum / AdamW beta1")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (default linear)")
+    p.add_argument("--close-mosaic", type=int, default=d.close_mosaic, help="epochs at the end without mosaic")
+    p.add_argument("--no-augment", action="store_true", help="letterbox only")
+    p.add_argument("--hyp", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="augmentation overrides, e.g. scale=0.9 mosaic=0.5 (hsv_h, hsv_s, hsv_v, degrees, translate, "
+                        "scale, shear, perspective, flipud, fliplr, mosaic)")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW activations (NHWC is faster)")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--workers", type=int, help="DataLoader workers (default from the core count)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default every core)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-val", action="store_true", help="skip validation")
+    p.add_argument("--val-data", help="validation data (default: DATA, --val-split)")
+    p.add_argument("--val-split", help="split of the validation data (e.g. val2017)")
+    p.add_argument("--val-every", type=int, default=d.val_every, help="validate every n epochs (and the last)")
+    p.add_argument("--val-limit", type=int, help="validate on the first n images only")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run_train)
+
+
+def _hyp(pairs: list[str]) -> dict[str, float]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            values[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--hyp expects KEY=NUMBER, got {pair!r}")
+    return values
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from fastsam.train.trainer import Trainer
+
+    progress = not args.quiet
+    if args.resume:
+        overrides = {k: getattr(args, k) for k in ("workers", "threads") if getattr(args, k) is not None}
+        if args.device != "auto":
+            overrides["device"] = args.device
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        trainer = Trainer.resume(args.resume, progress=progress, **overrides)
+    else:
+        if not args.data:
+            raise InvalidInputError("give the training DATA, or --resume RUN")
+        config = TrainConfig(
+            data=args.data, data_kind=args.kind, data_split=args.split, out=args.out, model=args.model,
+            scale=args.scale, reg_max=args.reg_max, imgsz=args.imgsz, batch=args.batch,
+            epochs=TrainConfig.epochs if args.epochs is None else args.epochs,
+            nominal_batch=args.nbs, optimizer=args.optimizer, lr0=args.lr0, lrf=args.lrf, momentum=args.momentum,
+            weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, cos_lr=args.cos_lr,
+            close_mosaic=args.close_mosaic, augment=not args.no_augment, hyp=_hyp(args.hyp), amp=not args.no_amp,
+            channels_last=not args.no_channels_last, device=args.device, workers=args.workers,
+            threads=args.threads, seed=args.seed, val=not args.no_val, val_data=args.val_data,
+            val_split=args.val_split, val_every=args.val_every, val_limit=args.val_limit)
+        trainer = Trainer(config, progress=progress)
+    history = trainer.fit()
+    if trainer.main_process and history:
+        last = history[-1]
+        shown = {k: round(v, 4) for k, v in last.items()
+                 if isinstance(v, float) and (k.startswith("val/") or k == "train/loss")}
+        print(f"{trainer.run_dir}: epoch {last['epoch']}/{trainer.config.epochs} {json.dumps(shown)}; "
+              f"weights in {trainer.weights_dir}", file=sys.stderr)
+    return 0
+
+
+def _add_val(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("val", help="class-agnostic box and mask AP / AR of a model on an annotated set",
+                            description="Run the model over every image of DATA (YOLO-seg folder, COCO instances "
+                                        "JSON, BSDS500, SA-1B) and score boxes and masks with pycocotools' COCOeval.")
+    p.add_argument("model", help="checkpoint (Ultralytics .pt, fastsam .safetensors) or zoo name")
+    p.add_argument("data", help="annotated images (auto-detected; --kind forces the reader)")
+    p.add_argument("--kind", choices=_KINDS, help="force the dataset reader")
+    p.add_argument("--split", help="subfolder or instances file of DATA (e.g. val2017)")
+    p.add_argument("--imgsz", type=int, default=640, help="network input long side (multiple of 32)")
+    p.add_argument("--conf", type=float, default=0.001, help="confidence threshold")
+    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=int, default=300, help="instances per image (1000 for a full AR@1000)")
+    p.add_argument("--retina", action="store_true", help="masks at image resolution (slower, slightly finer)")
+    p.add_argument("--limit", type=int, help="only the first n images")
+    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--json", metavar="PATH", help="also write the metrics to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_val)
+
+
+def run_val(args: argparse.Namespace) -> int:
+    from fastsam.io.export import atomic_write_bytes
+    from fastsam.train.validate import validate_checkpoint
+
+    if args.limit is not None and args.limit < 1:
+        raise InvalidInputError(f"--limit must be >= 1, got {args.limit}")
+    metrics = validate_checkpoint(args.model, args.data, kind=args.kind, split=args.split, imgsz=args.imgsz,
+                                  conf=args.conf, iou=args.iou, max_det=args.max_det, device=args.device,
+                                  retina=args.retina, limit=args.limit, progress=not args.quiet)
+    for key, value in metrics.items():
+        print(f"{key:16s} {value:.4f}")
+    if args.json:
+        atomic_write_bytes(Path(args.json), json.dumps(metrics, indent=1).encode())
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``val`` and (when the data package provides it) ``convert-sa1b``; each sets ``handler``."""
+    _add_train(commands)
+    _add_val(commands)
+    try:
+        from fastsam.train.data.cli import register as register_data
+    except ImportError:  # the data package's CLI is optional until it exists
+        return
+    register_data(commands)

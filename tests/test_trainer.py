@@ -1,0 +1,137 @@
+"""Trainer: a CI-sized smoke run whose loss falls, exact resume, checkpoint contents, and the train CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fastsam.errors import InvalidInputError
+from fastsam.train.trainer import TrainConfig, Trainer
+
+
+def make_shapes_dataset(folder: Path, count: int = 4, size: int = 96, seed: int = 0) -> Path:
+    """A YOLO-seg folder (images/, labels/) of bright rectangles and ellipses on dark noise, each shape one
+    instance whose polygon is its exact outline."""
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "labels").mkdir(parents=True, exist_ok=True)
+    for k in range(count):
+        image = (rng.random((size, size, 3)) * 50).astype(np.uint8)
+        lines = []
+        for j in range(int(rng.integers(1, 4))):
+            w, h = (int(v) for v in rng.integers(size // 5, size // 2, 2))
+            x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+            colour = [int(c) for c in rng.integers(130, 256, 3)]
+            if j % 2:
+                outline = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float32)
+            else:
+                t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+                outline = np.stack((x + w / 2 + w / 2 * np.cos(t), y + h / 2 + h / 2 * np.sin(t)), 1).astype(np.float32)
+            cv2.fillPoly(image, [np.round(outline).astype(np.int32)], colour)
+            lines.append("0 " + " ".join(f"{v / size:.5f}" for v in outline.reshape(-1)))
+        cv2.imwrite(str(folder / "images" / f"shape{k}.png"), image)
+        (folder / "labels" / f"shape{k}.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def tiny_config(data: Path, out: Path, **changes) -> TrainConfig:
+    settings = dict(data=str(data), out=str(out), imgsz=64, batch=2, nominal_batch=2, epochs=3, warmup_epochs=0,
+                    close_mosaic=1, val=False, workers=0, threads=1, seed=3, plots=False)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def test_smoke_training_loss_falls(tmp_path: Path) -> None:
+    data = make_shapes_dataset(tmp_path / "shapes", count=4)
+    # One step per epoch on the same four images (no augmentation): 12 AdamW steps.
+    trainer = Trainer(tiny_config(data, tmp_path / "run", epochs=12, batch=4, nominal_batch=4, augment=False,
+                                  optimizer="AdamW", lr0=0.002), progress=False)
+    history = trainer.fit()
+    losses = [row["train/loss"] for row in history]
+    assert len(losses) == 12 and all(np.isfinite(losses))
+    assert np.mean(losses[-2:]) < 0.75 * np.mean(losses[:2]), losses
+    assert history[-1]["train/mask_loss"] < 0.5 * history[0]["train/mask_loss"]
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path: Path) -> None:
+    data = make_shapes_dataset(tmp_path / "shapes", count=4)
+    straight = Trainer(tiny_config(data, tmp_path / "straight"), progress=False)
+    straight.fit()
+
+    first = Trainer(tiny_config(data, tmp_path / "resumed"), progress=False)
+    first.fit(stop_after_epochs=1)  # "interrupted" after epoch 1 of 3
+    del first
+    torch.manual_seed(1234)  # disturb the global RNG: resuming must restore it
+    np.random.seed(1234)
+    resumed = Trainer.resume(tmp_path / "resumed", progress=False)
+    assert resumed.start_epoch == 1
+    resumed.fit()
+
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    for name, value in straight.ema.module.state_dict().items():
+        assert torch.equal(value, resumed.ema.module.state_dict()[name]), name
+    assert [row["train/loss"] for row in straight.history] == [row["train/loss"] for row in resumed.history]
+
+
+def test_run_folder_contents_load_safely_and_segment(tmp_path: Path) -> None:
+    from fastsam.inference.predictor import Predictor
+    from fastsam.model.zoo import load_model
+
+    data = make_shapes_dataset(tmp_path / "shapes", count=2)
+    run = tmp_path / "run"
+    Trainer(tiny_config(data, run, epochs=1, plots=True, val=True, val_limit=1, val_max_det=5), progress=False).fit()
+    state = torch.load(run / "weights" / "last.pt", weights_only=True)  # no code is unpickled
+    assert state["epoch"] == 1 and state["config"]["imgsz"] == 64
+    history = json.loads((run / "metrics.json").read_text())
+    assert history[0]["epoch"] == 1 and "train/mask_loss" in history[0] and "val/mask/AP50" in history[0]
+    assert (run / "metrics.csv").read_text().startswith("epoch,")
+    assert (run / "plots.png").read_bytes()[:4] == b"\x89PNG"
+    model = load_model(run / "weights" / "best.safetensors")
+    result = Predictor(model, imgsz=64, conf=0.0, max_det=5)(data / "images" / "shape0.png")
+    assert len(result) == 5
+
+
+def test_fine_tune_keeps_the_checkpoint_architecture_across_resume(tmp_path: Path) -> None:
+    from fastsam.model.checkpoint import save_native
+    from fastsam.model.config import YoloV8SegConfig
+    from fastsam.model.yolov8_seg import YoloV8Seg
+    from fastsam.model.zoo import load_model
+
+    torch.manual_seed(0)
+    start = save_native(YoloV8Seg(YoloV8SegConfig.from_scale("n", reg_max=26)), tmp_path / "start.safetensors")
+    data = make_shapes_dataset(tmp_path / "shapes", count=2)
+    run = tmp_path / "run"
+    Trainer(tiny_config(data, run, model=str(start), epochs=2), progress=False).fit(stop_after_epochs=1)
+    resumed = Trainer.resume(run, progress=False)
+    assert resumed.model.cfg.reg_max == 26
+    resumed.fit()
+    assert load_model(run / "weights" / "last.safetensors").cfg.reg_max == 26
+
+
+def test_config_rejects_bad_settings(tmp_path: Path) -> None:
+    for bad in ({"imgsz": 100}, {"batch": 0}, {"optimizer": "Adam"}, {"scale": "q"}, {"lr0": -1.0}):
+        with pytest.raises(InvalidInputError):
+            tiny_config(tmp_path, tmp_path / "run", **bad).check()
+    with pytest.raises(InvalidInputError, match="cannot resume"):
+        Trainer.resume(tmp_path / "nothing")
+
+
+def test_train_cli_runs_and_resumes(tmp_path: Path) -> None:
+    from fastsam.cli import main
+
+    data = make_shapes_dataset(tmp_path / "shapes", count=2)
+    run = tmp_path / "run"
+    common = ["--imgsz", "64", "--batch", "2", "--nbs", "2", "--workers", "0", "--threads", "1", "--no-val", "--quiet"]
+    assert main(["train", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--workers", "0", "--threads", "1", "--quiet"]) == 0
+    assert len(json.loads((run / "metrics.json").read_text())) == 2
+    assert main(["train", "--imgsz", "64"]) == 2  # no data and no --resume
+    assert main(["train", str(tmp_path / "missing"), "--out", str(run)]) == 2
+    assert main(["train", str(data), "--out", str(tmp_path / "r2"), "--hyp", "bogus=1", *common]) == 2
+    assert main(["train", str(data), "--out", str(tmp_path / "r2"), "--hyp", "scale", *common]) == 2
