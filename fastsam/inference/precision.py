@@ -1,4 +1,5 @@
-"""Reduced-precision inference: the network in bfloat16, channels-last, with its outputs kept in float32.
+"""Inference layout and precision: the network channels-last (faster convolutions on CPUs), in float32 or in
+bfloat16 with its outputs kept in float32.
 
 Mask logits are thresholded at zero and boxes are decoded from distribution bins, so the layers that produce
 them (the last convolution of each head branch and of the prototype branch) stay in float32: bf16's 8-bit
@@ -30,17 +31,22 @@ class _Float32Layer(nn.Module):
         return self.layer(x.float())
 
 
-class ReducedPrecisionModel(nn.Module):
-    """Wraps an eval-mode :class:`YoloV8Seg` copy for bf16 inference; called like it, returns float32 outputs."""
+class InferenceModel(nn.Module):
+    """An eval-mode :class:`YoloV8Seg` laid out channels-last, in float32 or bfloat16; called like the model, it
+    returns float32 outputs. With bf16 the output layers stay in float32 (see the module docstring). An fp32
+    model is converted in place (it still accepts any layout); a bf16 one is a copy, so the caller's model keeps
+    its precision."""
 
-    def __init__(self, model: YoloV8Seg, dtype: torch.dtype = torch.bfloat16) -> None:
+    def __init__(self, model: YoloV8Seg, precision: str = "fp32") -> None:
         super().__init__()
-        net = copy.deepcopy(model).eval()
-        head = net.head
-        for branches in (head.box_convs, head.cls_convs, head.coef_convs):
-            for branch in branches:
-                branch[-1] = _Float32Layer(branch[-1])
-        head.proto.cv3 = _Float32Layer(head.proto.cv3)
+        dtype = torch.bfloat16 if check_precision(precision) == "bf16" else torch.float32
+        net = model.eval() if dtype == torch.float32 else copy.deepcopy(model).eval()
+        if dtype != torch.float32:
+            head = net.head
+            for branches in (head.box_convs, head.cls_convs, head.coef_convs):
+                for branch in branches:
+                    branch[-1] = _Float32Layer(branch[-1])
+            head.proto.cv3 = _Float32Layer(head.proto.cv3)
         net.to(dtype=dtype, memory_format=torch.channels_last)
         for module in net.modules():
             if isinstance(module, _Float32Layer):

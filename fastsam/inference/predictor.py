@@ -18,7 +18,7 @@ from fastsam.inference.postprocess import (
     select_detections,
     snap_to_full_image,
 )
-from fastsam.inference.precision import ReducedPrecisionModel, check_precision
+from fastsam.inference.precision import InferenceModel, check_precision
 from fastsam.io.image import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from fastsam.model.yolov8_seg import YoloV8Seg
 from fastsam.result import SegmentationResult
@@ -73,10 +73,9 @@ class Predictor:
         self.device = torch.device(device)
         if isinstance(model, YoloV8Seg):
             # Folding batch norms into convolutions is what the original does at load time too.
-            self.model: Union[YoloV8Seg, Backend, ReducedPrecisionModel] = model.to(self.device).eval().fuse()
+            model.to(self.device).eval().fuse()
             self.num_classes = model.cfg.num_classes
-            if self.precision != "fp32":
-                self.model = ReducedPrecisionModel(self.model)
+            self.model: Union[Backend, InferenceModel] = InferenceModel(model, self.precision)
         else:
             if self.precision != "fp32":
                 raise InvalidInputError("precision applies to torch models; a backend brings its own")
