@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from fastsam.prompts.text import text_prompt
 from fastsam.prompts.validation import check_boxes, check_points
 from fastsam.rle import RunLengthMask
 
+if TYPE_CHECKING:
+    from fastsam.inference.masks import PrototypeMasks
+
 
 @dataclass
 class SegmentationResult:
@@ -23,7 +27,8 @@ class SegmentationResult:
 
     boxes: (N, 4) float32 xyxy in image pixels (the boxes that crop the masks); scores: (N,) confidences;
     rles: N run-length masks of image_size (height, width). Instances are ordered by descending score.
-    ``image`` optionally keeps the (H, W, 3) RGB image for drawing; ``timings`` holds seconds per stage.
+    ``image`` optionally keeps the (H, W, 3) RGB image for drawing; ``timings`` holds seconds per stage;
+    ``prototypes`` (kept when the predictor is asked to) renders each instance's mask probabilities.
     """
 
     image_size: tuple[int, int]
@@ -33,6 +38,7 @@ class SegmentationResult:
     image: np.ndarray | None = None
     source: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    prototypes: "PrototypeMasks | None" = None
 
     def __len__(self) -> int:
         return len(self.rles)

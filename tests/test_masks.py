@@ -115,3 +115,25 @@ def test_kernel_and_tensor_paths_give_identical_runs():
         a, b = threaded[i], slow.encode(i)
         np.testing.assert_array_equal(a.starts, b.starts)
         np.testing.assert_array_equal(a.ends, b.ends)
+
+
+def test_probability_crops_threshold_to_the_masks(tiny_model):
+    from fastsam.eval.edge_maps import fastsam_edge_map
+    from fastsam.inference.predictor import Predictor
+    from fastsam.model.checkpoint import load_weights
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (150, 210, 3), dtype=np.uint8)
+    result = Predictor(load_weights(tiny_model), imgsz=224, conf=0.0, max_det=12, keep_prototypes=True)(image)
+    assert result.prototypes is not None and len(result) == 12
+    for index, rle in enumerate(result.rles):
+        probability, x0, y0 = result.prototypes.probability_crop(index)
+        h, w = probability.shape
+        assert probability.dtype == np.float32 and 0 <= probability.min() and probability.max() <= 1
+        mask = rle.decode_region(x0, y0, x0 + w, y0 + h)
+        # Only logits within float rounding of zero may land on the other side of 0.5.
+        assert np.mean((probability > 0.5) != mask) < 1e-3
+        assert rle.area == mask.sum()  # nothing outside the box
+    edges = fastsam_edge_map(result)
+    assert edges.shape == result.image_size and 0 <= edges.min() and edges.max() <= 1 and edges.max() > 0
+    assert Predictor(load_weights(tiny_model), imgsz=224)(image).prototypes is None

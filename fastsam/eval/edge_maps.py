@@ -76,8 +76,9 @@ def fastsam_edge_map(result: SegmentationResult, sigma: float = DEFAULT_MASK_SIG
     a mask's edge is 1 and weighted by the instance's score; the strongest instance per pixel; NMS.
 
     Works inside each mask's box (plus the blur's reach): no full-size mask is ever built. Returns (H, W) float32
-    in [0, 1]; all zeros without instances. Masks come as run-length encodings, so their soft probabilities
-    are approximated by blurring the binary masks."""
+    in [0, 1]; all zeros without instances. When the result kept its prototypes (``Predictor(...,
+    keep_prototypes=True)``) each instance contributes its mask probabilities (sigmoid of the logits, zero outside
+    its box, as the masks are cropped), as the paper does; otherwise the binary masks stand in for them."""
     if not isinstance(result, SegmentationResult):
         raise InvalidInputError(f"expected a SegmentationResult, got {type(result).__name__}")
     sigma = _check_sigma(sigma)
@@ -87,13 +88,21 @@ def fastsam_edge_map(result: SegmentationResult, sigma: float = DEFAULT_MASK_SIG
     grad_x = np.zeros((height, width), np.float32)
     reach = int(np.ceil(3 * sigma)) + 2
     peak = _step_peak(sigma)
-    for rle, score in zip(result.rles, np.asarray(result.scores, np.float32)):
+    prototypes = result.prototypes if result.prototypes is not None and result.prototypes.retina else None
+    for index, (rle, score) in enumerate(zip(result.rles, np.asarray(result.scores, np.float32))):
         if rle.area == 0:
             continue
         x1, y1, x2, y2 = rle.bbox()
+        if prototypes is not None:
+            probability, px, py = prototypes.probability_crop(index)
+            x1, y1, x2, y2 = px, py, px + probability.shape[1], py + probability.shape[0]
         x1, y1 = max(x1 - reach, 0), max(y1 - reach, 0)
         x2, y2 = min(x2 + reach, width), min(y2 + reach, height)
-        crop = rle.decode_region(x1, y1, x2, y2).astype(np.float32)
+        if prototypes is None:
+            crop = rle.decode_region(x1, y1, x2, y2).astype(np.float32)
+        else:
+            crop = np.zeros((y2 - y1, x2 - x1), np.float32)
+            crop[py - y1:py - y1 + probability.shape[0], px - x1:px - x1 + probability.shape[1]] = probability
         # Replicated borders: a mask that touches the image border has no edge along it.
         soft = cv2.GaussianBlur(crop, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
         gy, gx = _sobel(soft)

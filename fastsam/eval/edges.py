@@ -82,7 +82,8 @@ def _edge_source(method: str, model: str | Path | None, imgsz: int, conf: float,
     from fastsam.model.zoo import load_model
 
     check_settings(imgsz, conf, iou, 300)
-    predictor = Predictor(load_model(model, progress=progress), imgsz=imgsz, conf=conf, iou=iou)
+    predictor = Predictor(load_model(model, progress=progress), imgsz=imgsz, conf=conf, iou=iou,
+                          keep_prototypes=True)
 
     def fastsam(path: Path) -> tuple[np.ndarray, dict]:
         result = predictor(path, keep_image=False)

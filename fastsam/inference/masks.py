@@ -29,6 +29,17 @@ def _bilinear_taps(dst: np.ndarray, in_size: int, out_size: int) -> tuple[np.nda
     return lower, upper, (src - lower).astype(np.float32)
 
 
+def _bilinear_samples(grid_t: np.ndarray, row_taps: tuple, col_taps: tuple) -> np.ndarray:
+    """(rows, columns) float32 bilinear samples of a transposed grid at taps indexing it; columns are combined
+    first, then rows, the order F.interpolate's CPU kernel uses."""
+    (r_lo, r_hi, r_w), (c_lo, c_hi, c_w) = row_taps, col_taps
+    grid = torch.from_numpy(np.ascontiguousarray(grid_t.T))
+    c_weight = torch.from_numpy(c_w)
+    across = grid[:, torch.from_numpy(c_lo)] * (1 - c_weight) + grid[:, torch.from_numpy(c_hi)] * c_weight
+    r_weight = torch.from_numpy(r_w)[:, None]
+    return (across[torch.from_numpy(r_lo)] * (1 - r_weight) + across[torch.from_numpy(r_hi)] * r_weight).numpy()
+
+
 def _pixel_span(lo: float, hi: float, limit: int) -> tuple[int, int]:
     """Integer pixels p with lo <= p < hi, clipped to [0, limit): returned as [start, stop)."""
     return max(0, math.ceil(lo)), min(limit, math.ceil(hi))
@@ -88,31 +99,49 @@ class PrototypeMasks:
         if self.compiled:
             starts, ends = threshold_runs(grid_t, ci_lo, ci_hi, c_w, ri_lo, ri_hi, r_w, x0, y0, h)
             return RunLengthMask(starts, ends, h, w)
-        # Columns first, then rows: the order F.interpolate's CPU kernel combines the four taps in.
-        grid = grid_t.T
-        across = grid[:, ci_lo] * (1 - c_w) + grid[:, ci_hi] * c_w  # (proto rows, output columns)
-        across_t = torch.from_numpy(across)
-        weight = torch.from_numpy(r_w)[:, None]
-        values = across_t[torch.from_numpy(ri_lo)] * (1 - weight) + across_t[torch.from_numpy(ri_hi)] * weight
-        return RunLengthMask.from_crop((values > 0).numpy(), x0, y0, h, w)
+        values = _bilinear_samples(grid_t, (ri_lo, ri_hi, r_w), (ci_lo, ci_hi, c_w))
+        return RunLengthMask.from_crop(values > 0, x0, y0, h, w)
+
+    def _retina_taps(self, index: int) -> tuple[tuple, tuple, int, int] | None:
+        """Proto-grid taps of the image pixels inside instance ``index``'s box: (row taps, column taps, x0, y0),
+        None when the box holds no pixel."""
+        h, w = self.image_size
+        x1, y1, x2, y2 = (float(v) for v in self.image_boxes[index])
+        ys0, ys1 = _pixel_span(y1, y2, h)
+        xs0, xs1 = _pixel_span(x1, x2, w)
+        if ys1 <= ys0 or xs1 <= xs0:
+            return None
+        in_h = self.crop_bottom - self.crop_top
+        in_w = self.crop_right - self.crop_left
+        row_taps = _bilinear_taps(np.arange(ys0, ys1), in_h, h)
+        col_taps = _bilinear_taps(np.arange(xs0, xs1), in_w, w)
+        row_taps = (row_taps[0] + self.crop_top, row_taps[1] + self.crop_top, row_taps[2])
+        col_taps = (col_taps[0] + self.crop_left, col_taps[1] + self.crop_left, col_taps[2])
+        return row_taps, col_taps, xs0, ys0
+
+    def probability_crop(self, index: int) -> tuple[np.ndarray, int, int]:
+        """Mask probabilities (sigmoid of the upsampled logits) of instance ``index`` at image resolution inside
+        its box: ((h, w) float32, x0, y0) with (x0, y0) the crop's top-left image pixel; an empty crop when the
+        box holds no pixel. The logits thresholded at 0 (probability 0.5) give :meth:`encode`'s mask."""
+        taps = self._retina_taps(index)
+        if taps is None:
+            return np.zeros((0, 0), np.float32), 0, 0
+        (r_lo, r_hi, r_w), (c_lo, c_hi, c_w), x0, y0 = taps
+        rows = range(int(r_lo[0]), int(r_hi[-1]) + 1)
+        cols = range(int(c_lo[0]), int(c_hi[-1]) + 1)
+        values = _bilinear_samples(self._logits_t(index, rows, cols), (r_lo - rows.start, r_hi - rows.start, r_w),
+                                   (c_lo - cols.start, c_hi - cols.start, c_w))
+        return (1.0 / (1.0 + np.exp(-values))).astype(np.float32), x0, y0
 
     def encode(self, index: int) -> RunLengthMask:
         """Run-length mask of instance ``index`` in image pixels."""
-        h, w = self.image_size
-        x1, y1, x2, y2 = (float(v) for v in self.image_boxes[index])
-        if self.retina:
-            ys0, ys1 = _pixel_span(y1, y2, h)
-            xs0, xs1 = _pixel_span(x1, x2, w)
-            if ys1 <= ys0 or xs1 <= xs0:
-                return RunLengthMask.empty(h, w)
-            in_h = self.crop_bottom - self.crop_top
-            in_w = self.crop_right - self.crop_left
-            row_taps = _bilinear_taps(np.arange(ys0, ys1), in_h, h)
-            col_taps = _bilinear_taps(np.arange(xs0, xs1), in_w, w)
-            row_taps = (row_taps[0] + self.crop_top, row_taps[1] + self.crop_top, row_taps[2])
-            col_taps = (col_taps[0] + self.crop_left, col_taps[1] + self.crop_left, col_taps[2])
-            return self._encode_taps(lambda r, c: self._logits_t(index, r, c), row_taps, col_taps, xs0, ys0)
-        return self._encode_input_resolution(index)
+        if not self.retina:
+            return self._encode_input_resolution(index)
+        taps = self._retina_taps(index)
+        if taps is None:
+            return RunLengthMask.empty(*self.image_size)
+        row_taps, col_taps, x0, y0 = taps
+        return self._encode_taps(lambda r, c: self._logits_t(index, r, c), row_taps, col_taps, x0, y0)
 
     def _encode_input_resolution(self, index: int) -> RunLengthMask:
         # Original non-retina path: logits cropped to the box on the proto grid, upsampled to the input size,

@@ -62,12 +62,13 @@ class Predictor:
     resolution). Each call returns a :class:`SegmentationResult` that answers prompts without the network.
     The model is switched to eval mode and its batch norms are fused in place. ``precision='bf16'`` runs the
     network in bfloat16 (see :mod:`fastsam.inference.precision`): faster on CPUs with AVX512-BF16/AMX, masks
-    close to but not identical with fp32.
+    close to but not identical with fp32. ``keep_prototypes`` keeps each result's prototypes and coefficients
+    (``result.prototypes``) for mask probabilities, e.g. for edge maps.
     """
 
     def __init__(self, model: Union[YoloV8Seg, Backend], device: str | torch.device = "cpu", imgsz: int = 1024,
                  conf: float = 0.4, iou: float = 0.9, max_det: int = 300, retina: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, precision: str = "fp32") -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, precision: str = "fp32", keep_prototypes: bool = False) -> None:
         check_settings(imgsz, conf, iou, max_det)
         self.precision = check_precision(precision)
         self.device = torch.device(device)
@@ -83,6 +84,7 @@ class Predictor:
             self.num_classes = int(model.num_classes)
         self.imgsz, self.conf, self.iou, self.max_det, self.retina = imgsz, conf, iou, max_det, retina
         self.max_pixels = max_pixels
+        self.keep_prototypes = bool(keep_prototypes)
 
     def _settings(self, imgsz: int | None, conf: float | None, iou: float | None, max_det: int | None,
                   retina: bool | None) -> tuple[int, float, float, int, bool]:
@@ -123,6 +125,7 @@ class Predictor:
             image=rgb if keep_image else None,
             source=str(image) if isinstance(image, (str, Path)) else None,
             timings=timings,
+            prototypes=renderer if self.keep_prototypes else None,
         )
 
     @torch.inference_mode()
