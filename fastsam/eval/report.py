@@ -84,9 +84,12 @@ def _score(value: Any) -> float | None:
 
 def _label(result: dict) -> str:
     method = result.get("method") or _find(result, "method")
-    name = Path(str(result.get("model", "?"))).name
+    name = Path(str(result.get("model") or _find(result, "model") or "?")).name
+    images = result.get("images")
+    if images is None and isinstance(result.get("per_image"), (list, dict)):
+        images = len(result["per_image"])  # the edge task keeps one entry per image
     what = f"{method}" if method and method != "fastsam" else f"fastsam {name}"
-    return f"measured: {what}, {result.get('images', '?')} images"
+    return f"measured: {what}, {images if images is not None else '?'} images"
 
 
 def _percent(value: float | None) -> float | None:

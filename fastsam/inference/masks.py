@@ -131,7 +131,8 @@ class PrototypeMasks:
         cols = range(int(c_lo[0]), int(c_hi[-1]) + 1)
         values = _bilinear_samples(self._logits_t(index, rows, cols), (r_lo - rows.start, r_hi - rows.start, r_w),
                                    (c_lo - cols.start, c_hi - cols.start, c_w))
-        return (1.0 / (1.0 + np.exp(-values))).astype(np.float32), x0, y0
+        # tanh form of the sigmoid: no overflow for large negative logits.
+        return (0.5 + 0.5 * np.tanh(0.5 * values)).astype(np.float32), x0, y0
 
     def encode(self, index: int) -> RunLengthMask:
         """Run-length mask of instance ``index`` in image pixels."""
