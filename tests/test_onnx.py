@@ -231,14 +231,7 @@ def predictors(onnx_paths) -> dict[str, Predictor]:
 @pytest.fixture(scope="module")
 def results(predictors):
     """Same contract as tests/test_parity.py's fixture, answered by the onnxruntime backend."""
-    cache = {}
-
-    def get(checkpoint: str, image: str):
-        if (checkpoint, image) not in cache:
-            cache[(checkpoint, image)] = predictors[checkpoint](FIXTURES / "images" / image)
-        return cache[(checkpoint, image)]
-
-    return get
+    return test_parity.cached_results(predictors)
 
 
 def _against_this_backend(test):

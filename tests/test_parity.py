@@ -39,8 +39,8 @@ def predictors() -> dict[str, Predictor]:
     return {name: Predictor(load_weights(FIXTURES / name)) for name in GOLDENS}
 
 
-@pytest.fixture(scope="module")
-def results(predictors):
+def cached_results(predictors: dict[str, Predictor]):
+    """get(checkpoint, image): the predictor's result on a fixture image, computed once per pair."""
     cache = {}
 
     def get(checkpoint: str, image: str):
@@ -49,6 +49,11 @@ def results(predictors):
         return cache[(checkpoint, image)]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def results(predictors):
+    return cached_results(predictors)
 
 
 def _coco(rle: dict) -> dict:
