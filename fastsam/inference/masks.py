@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fastsam.inference.runs_kernel import threshold_runs
+from fastsam.inference.runs_kernel import proto_logits_t, retina_runs, threshold_runs
 from fastsam.rle import RunLengthMask
 
 
@@ -80,9 +80,16 @@ class PrototypeMasks:
         return self.coefficients.shape[0]
 
     def _logits_t(self, index: int, rows: range, cols: range) -> np.ndarray:
-        """Mask logits (float32) of one instance on the proto grid, transposed: (len(cols), len(rows))."""
+        """Mask logits (float32) of one instance on the proto grid, transposed: (len(cols), len(rows)). Summed
+        over the prototypes in order, as the compiled kernel does, so both paths give the same pixels."""
+        coefficients = self.coefficients[index]
+        if self.compiled:
+            return proto_logits_t(self.protos_t, coefficients, cols.start, cols.stop, rows.start, rows.stop)
         block = self.protos_t[:, cols.start:cols.stop, rows.start:rows.stop]
-        return (self.coefficients[index] @ block.reshape(block.shape[0], -1)).reshape(len(cols), len(rows))
+        logits = np.zeros(block.shape[1:], np.float32)
+        for weight, proto in zip(coefficients, block):
+            logits += weight * proto
+        return logits
 
     def _encode_taps(self, logits_t_at: Callable[[range, range], np.ndarray], row_taps: tuple,
                      col_taps: tuple, x0: int, y0: int) -> RunLengthMask:
@@ -138,11 +145,21 @@ class PrototypeMasks:
         """Run-length mask of instance ``index`` in image pixels."""
         if not self.retina:
             return self._encode_input_resolution(index)
+        if self.compiled:
+            return self._compiled_retina(index, index + 1)[0]
         taps = self._retina_taps(index)
         if taps is None:
             return RunLengthMask.empty(*self.image_size)
         row_taps, col_taps, x0, y0 = taps
         return self._encode_taps(lambda r, c: self._logits_t(index, r, c), row_taps, col_taps, x0, y0)
+
+    def _compiled_retina(self, first: int, stop: int) -> list[RunLengthMask]:
+        """Instances [first, stop) at image resolution in one compiled call (no per-instance Python work)."""
+        h, w = self.image_size
+        starts, ends, offsets = retina_runs(
+            self.protos_t, self.coefficients[first:stop], self.image_boxes[first:stop], self.crop_top,
+            self.crop_left, self.crop_bottom - self.crop_top, self.crop_right - self.crop_left, h, w)
+        return [RunLengthMask(starts[a:b], ends[a:b], h, w) for a, b in zip(offsets[:-1], offsets[1:])]
 
     def _encode_input_resolution(self, index: int) -> RunLengthMask:
         # Original non-retina path: logits cropped to the box on the proto grid, upsampled to the input size,
@@ -177,10 +194,20 @@ class PrototypeMasks:
         return self._encode_taps(cropped_logits_t, row_taps, col_taps, xs0, ys0)
 
     def encode_all(self, threads: int | None = None) -> list[RunLengthMask]:
-        """Every instance's run-length mask, in order. The compiled kernel releases the GIL, so instances are
-        spread over ``threads`` (default: torch's thread count)."""
-        threads = torch.get_num_threads() if threads is None else threads
-        if not self.compiled or threads <= 1 or len(self) < 2:
+        """Every instance's run-length mask, in order. Compiled, at image resolution, the instances are split
+        into ``threads`` (default: torch's thread count) chunks of similar cost, run in parallel (the kernel
+        releases the GIL); otherwise one instance at a time."""
+        threads = torch.get_num_threads() if threads is None else max(1, int(threads))
+        if not (self.compiled and self.retina):
             return [self.encode(i) for i in range(len(self))]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            return list(pool.map(self.encode, range(len(self))))
+        if threads == 1 or len(self) < 2 * threads:
+            return self._compiled_retina(0, len(self))
+        # Contiguous chunks of about equal box area, so that each thread gets a similar amount of work.
+        boxes = self.image_boxes
+        area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None) + 1.0
+        cuts = np.searchsorted(np.cumsum(area, dtype=np.float64), np.sum(area, dtype=np.float64) *
+                               np.arange(1, threads) / threads)
+        bounds = [0, *sorted({int(c) for c in cuts if 0 < c < len(self)}), len(self)]
+        with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
+            parts = pool.map(lambda k: self._compiled_retina(bounds[k], bounds[k + 1]), range(len(bounds) - 1))
+            return [mask for part in parts for mask in part]

@@ -1,7 +1,9 @@
-"""Compiled inner loop of mask assembly: bilinear samples -> threshold -> runs, in one pass per pixel.
+"""Compiled inner loops of mask assembly: logits on the proto grid, bilinear samples -> threshold -> runs.
 
-Numba compiles it on first use (cached on disk). Without numba, :func:`threshold_runs` is None and the caller
-falls back to torch tensor operations, which give the same pixels but pass over each pixel several times.
+Numba compiles them on first use (cached on disk). Without numba, :func:`threshold_runs` and
+:func:`retina_runs` are None and the caller falls back to tensor operations, which give the same pixels but pass
+over each pixel several times. Float32 arithmetic here is written to round exactly as the NumPy fallback does
+(no fused multiply-adds: numba does not contract without fastmath).
 """
 
 from __future__ import annotations
@@ -120,8 +122,91 @@ def _threshold_runs(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, 
     return starts[:n].copy(), ends[:n].copy()
 
 
+def _proto_logits_t(protos_t: np.ndarray, coefficients: np.ndarray, col0: int, col1: int, row0: int, row1: int
+                    ) -> np.ndarray:
+    """One instance's logits on the proto grid, transposed, for grid columns [col0, col1) and rows [row0, row1):
+    (col1 - col0, row1 - row0) float32, summed over the prototypes in order (the NumPy fallback's order)."""
+    out = np.zeros((col1 - col0, row1 - row0), np.float32)
+    for k in range(protos_t.shape[0]):
+        weight = coefficients[k]
+        for c in range(col1 - col0):
+            source = protos_t[k, col0 + c]
+            target = out[c]
+            for r in range(row1 - row0):
+                target[r] = target[r] + weight * source[row0 + r]
+    return out
+
+
+def _bilinear_taps_into(start: int, lower: np.ndarray, upper: np.ndarray, weight: np.ndarray, in_size: int,
+                        out_size: int, offset: int) -> None:
+    """Taps of output pixels start, start + 1, ... (as many as ``lower`` holds) for bilinear resizing in_size ->
+    out_size (align_corners=False), shifted by ``offset``; the float32 arithmetic of masks._bilinear_taps."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    half = np.float32(0.5)
+    zero = np.float32(0.0)
+    for j in range(lower.shape[0]):
+        src = scale * (np.float32(start + j) + half) - half
+        if src < zero:
+            src = zero
+        lo = min(np.int64(src), in_size - 1)
+        lower[j] = lo + offset
+        upper[j] = min(lo + 1, in_size - 1) + offset
+        weight[j] = np.float32(src - np.float32(lo))
+
+
+def _retina_runs(protos_t: np.ndarray, coefficients: np.ndarray, boxes: np.ndarray, crop_top: int,
+                 crop_left: int, crop_height: int, crop_width: int, height: int, width: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every instance's mask at image resolution inside its box, as runs, in one call.
+
+    protos_t: (nm, grid columns, grid rows) float32; coefficients: (N, nm) float32; boxes: (N, 4) float32 xyxy
+    image pixels. The image covers grid rows [crop_top, crop_top + crop_height) and columns [crop_left,
+    crop_left + crop_width). Returns starts, ends (all instances' runs, concatenated) and offsets (N + 1,):
+    instance i's runs are [offsets[i], offsets[i + 1]).
+    """
+    count = boxes.shape[0]
+    offsets = np.zeros(count + 1, np.int64)
+    starts = np.empty(4096, np.int64)
+    ends = np.empty(4096, np.int64)
+    total = 0
+    for i in range(count):
+        x0 = max(0, int(np.ceil(np.float64(boxes[i, 0]))))
+        x1 = min(width, int(np.ceil(np.float64(boxes[i, 2]))))
+        y0 = max(0, int(np.ceil(np.float64(boxes[i, 1]))))
+        y1 = min(height, int(np.ceil(np.float64(boxes[i, 3]))))
+        if x1 <= x0 or y1 <= y0:
+            offsets[i + 1] = total
+            continue
+        row_lo = np.empty(y1 - y0, np.int64)
+        row_hi = np.empty(y1 - y0, np.int64)
+        row_w = np.empty(y1 - y0, np.float32)
+        col_lo = np.empty(x1 - x0, np.int64)
+        col_hi = np.empty(x1 - x0, np.int64)
+        col_w = np.empty(x1 - x0, np.float32)
+        _bilinear_taps_into(y0, row_lo, row_hi, row_w, crop_height, height, crop_top)
+        _bilinear_taps_into(x0, col_lo, col_hi, col_w, crop_width, width, crop_left)
+        row0, row1 = row_lo[0], row_hi[-1] + 1
+        col0, col1 = col_lo[0], col_hi[-1] + 1
+        grid_t = _proto_logits_t(protos_t, coefficients[i], col0, col1, row0, row1)
+        found_starts, found_ends = _threshold_runs(grid_t, col_lo - col0, col_hi - col0, col_w, row_lo - row0,
+                                                   row_hi - row0, row_w, x0, y0, height)
+        found = found_starts.shape[0]
+        if total + found > starts.shape[0]:
+            grown = max(2 * starts.shape[0], total + found)
+            starts = np.concatenate((starts[:total], np.empty(grown - total, np.int64)))
+            ends = np.concatenate((ends[:total], np.empty(grown - total, np.int64)))
+        starts[total:total + found] = found_starts
+        ends[total:total + found] = found_ends
+        total += found
+        offsets[i + 1] = total
+    return starts[:total].copy(), ends[:total].copy(), offsets
+
+
 if njit is not None:
     _toggle = njit(cache=True, nogil=True, inline="always")(_toggle)
-    threshold_runs = njit(cache=True, nogil=True)(_threshold_runs)
+    _threshold_runs = threshold_runs = njit(cache=True, nogil=True)(_threshold_runs)
+    _proto_logits_t = proto_logits_t = njit(cache=True, nogil=True)(_proto_logits_t)
+    _bilinear_taps_into = njit(cache=True, nogil=True)(_bilinear_taps_into)
+    retina_runs = njit(cache=True, nogil=True)(_retina_runs)
 else:  # pragma: no cover
-    threshold_runs = None
+    threshold_runs = proto_logits_t = retina_runs = None
