@@ -15,7 +15,8 @@ from pycocotools import mask as coco_mask
 
 from fastsam.errors import ImageReadError, InvalidInputError
 from fastsam.train.data import (BsdsSource, CocoSource, ConcatSource, TrainingDataset, YoloSegSource,
-                                coco_ground_truth, collate_batch, open_source)
+                                coco_ground_truth, collate_batch, open_source, open_sources)
+from fastsam.train.data.sources import split_spec
 from fastsam.train.data.polygons import (clip_polygon, mask_to_polygons, merge_polygons, polygon_area,
                                          rasterize, rle_to_polygons)
 from fastsam.train.data.rle_crop import decode_box, rle_runs
@@ -255,6 +256,24 @@ def test_concat_source(tmp_path: Path) -> None:
         ConcatSource([])
     with pytest.raises(InvalidInputError, match="not an InstanceSource"):
         ConcatSource([object()])
+
+
+def test_open_sources_with_per_source_splits(tmp_path: Path) -> None:
+    for split, name in (("train", "a"), ("val", "b")):
+        _write_image(tmp_path / "p" / "images" / split / f"{name}.jpg", 20, 10)
+    (tmp_path / "p" / "labels").mkdir()
+    _write_image(tmp_path / "q" / "images" / "q.jpg", 20, 10)
+    (tmp_path / "q" / "labels").mkdir()
+    assert split_spec(f"{tmp_path / 'p'}:val") == (tmp_path / "p", "val")
+    assert split_spec(tmp_path / "p") == (tmp_path / "p", None)
+    assert split_spec(f"{tmp_path / 'missing'}:val") == (Path(f"{tmp_path / 'missing'}:val"), None)
+    both = open_sources([f"{tmp_path / 'p'}:val", str(tmp_path / "q")])
+    assert [both.image_path(i).name for i in range(len(both))] == ["b.jpg", "q.jpg"]
+    assert open_sources(tmp_path / "p", split="train").image_path(0).name == "a.jpg"  # one path: no ConcatSource
+    with pytest.raises(InvalidInputError, match="one or more"):
+        open_sources([])
+    with pytest.raises(InvalidInputError, match="non-empty"):
+        open_sources([str(tmp_path / "q"), ""])
 
 
 def test_a_minimal_source_is_enough(tmp_path: Path) -> None:

@@ -21,7 +21,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         description="Train from scratch (--scale, --reg-max) or fine-tune (--model) on a YOLO-seg folder, COCO "
                     "instances JSON, BSDS500 or SA-1B folder. RUN/weights/best.safetensors loads with "
                     "`fastsam segment --model`; `fastsam train --resume RUN` continues an interrupted run.")
-    p.add_argument("data", nargs="?", help="training data (auto-detected; --kind forces the reader)")
+    p.add_argument("data", nargs="*", help="training data, one or more folders or COCO JSON files (auto-detected; "
+                                           "--kind forces the reader); PATH:SPLIT picks a split per source, e.g. "
+                                           "tiny_coco:train2017")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder (other options ignored but "
                                                    "--epochs, --device, --workers, --threads, --quiet)")
     p.add_argument("--out", default=d.out, help=f"run folder (default {d.out})")
@@ -47,14 +49,14 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--hyp", nargs="+", default=[], metavar="KEY=VALUE",
                    help="augmentation overrides, e.g. scale=0.9 mosaic=0.5 (hsv_h, hsv_s, hsv_v, degrees, translate, "
                         "scale, shear, perspective, flipud, fliplr, mosaic)")
-    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--no-amp", action="store_true", help="full fp32 (default: fp16 autocast on CUDA, bf16 on CPUs with native bf16)")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW activations (NHWC is faster)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--workers", type=int, help="DataLoader workers (default from the core count)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default every core)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-val", action="store_true", help="skip validation")
-    p.add_argument("--val-data", help="validation data (default: DATA, --val-split)")
+    p.add_argument("--val-data", help="validation data, PATH or PATH:SPLIT (default: DATA, --val-split)")
     p.add_argument("--val-split", help="split of the validation data (e.g. val2017)")
     p.add_argument("--val-every", type=int, default=d.val_every, help="validate every n epochs (and the last)")
     p.add_argument("--val-limit", type=int, help="validate on the first n images only")
@@ -90,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
         if not args.data:
             raise InvalidInputError("give the training DATA, or --resume RUN")
         config = TrainConfig(
-            data=args.data, data_kind=args.kind, data_split=args.split, out=args.out, model=args.model,
+            data=args.data[0] if len(args.data) == 1 else args.data, data_kind=args.kind, data_split=args.split, out=args.out, model=args.model,
             scale=args.scale, reg_max=args.reg_max, imgsz=args.imgsz, batch=args.batch,
             epochs=TrainConfig.epochs if args.epochs is None else args.epochs,
             nominal_batch=args.nbs, optimizer=args.optimizer, lr0=args.lr0, lrf=args.lrf, momentum=args.momentum,

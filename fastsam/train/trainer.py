@@ -45,7 +45,7 @@ CHECKPOINT_FORMAT = "fastsam-train-1"
 class TrainConfig:
     """Settings of a run; defaults are the YOLOv8 / FastSAM recipe (Ultralytics' default hyperparameters)."""
 
-    data: str = ""  # training set: anything fastsam.train.data.open_source detects
+    data: str | list[str] = ""  # training set(s): paths open_source detects, each optionally PATH:SPLIT
     data_kind: str | None = None  # force the reader: yolo, coco, bsds or sa1b
     data_split: str | None = None  # subfolder / instances file of `data` (e.g. train2017)
     out: str = "runs/train"  # run folder
@@ -76,7 +76,7 @@ class TrainConfig:
     ema_decay: float = 0.9999
     ema_tau: float = 2000.0
     clip_norm: float = 10.0
-    amp: bool = True  # mixed precision, CUDA only
+    amp: bool = True  # mixed precision: fp16 with loss scaling on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16/AMX)
     channels_last: bool = True  # NHWC activations: oneDNN / cuDNN convolutions run faster (~18% on a 2-core CPU)
     device: str = "auto"  # auto: cuda when available (LOCAL_RANK under torchrun), else cpu
     workers: int | None = None  # DataLoader workers (default: from the core count)
@@ -121,6 +121,12 @@ class TrainConfig:
             raise InvalidInputError(f"workers must be >= 0, got {self.workers}")
         if not isinstance(self.hyp, dict):
             raise InvalidInputError(f"hyp must be a dict of augmentation settings, got {self.hyp!r:.80}")
+        if isinstance(self.data, (list, tuple)):
+            if not all(isinstance(item, str) and item for item in self.data):
+                raise InvalidInputError(f"data must be a path or a list of paths, got {self.data!r:.120}")
+            self.data = list(self.data)
+        elif not isinstance(self.data, str):
+            raise InvalidInputError(f"data must be a path or a list of paths, got {self.data!r:.120}")
         if self.val_limit is not None and self.val_limit < 1:
             raise InvalidInputError(f"val_limit must be >= 1, got {self.val_limit}")
         return self
@@ -157,6 +163,16 @@ def build_training_model(config: TrainConfig) -> YoloV8Seg:
         model = YoloV8Seg(YoloV8SegConfig.from_scale(config.scale, num_classes=1, reg_max=config.reg_max))
         initialise_detection_biases(model)
     return model.train()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX, read from /proc/cpuinfo): there oneDNN runs
+    bf16 convolutions about twice as fast as fp32; elsewhere bf16 is emulated and no faster."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -243,6 +259,8 @@ class Trainer:
             momentum=self.optim_settings.momentum, accumulate=self.accumulate)
         self.use_amp = bool(config.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        # bf16 keeps fp32's range, so CPU autocast needs no loss scaling; it roughly halves a step on AMX CPUs.
+        self.use_cpu_bf16 = bool(config.amp and self.device.type == "cpu" and cpu_has_native_bf16())
         self.criterion = SegmentationLoss(self.model_cfg.num_classes, self.model_cfg.reg_max,
                                           LossGains(config.box, config.cls, config.dfl), config.topk)
         self.start_epoch = 0
@@ -282,7 +300,7 @@ class Trainer:
         torch.manual_seed(seed)
 
     def _build_dataset(self) -> Any:
-        from fastsam.train.data import AugmentConfig, TrainingDataset, open_source
+        from fastsam.train.data import AugmentConfig, TrainingDataset, open_sources
 
         if not self.config.data:
             raise InvalidInputError("no training data given")
@@ -291,20 +309,20 @@ class Trainer:
         unknown = sorted(set(config.hyp) - known)
         if unknown:
             raise InvalidInputError(f"unknown augmentation setting(s) {unknown}; known: {sorted(known)}")
-        source = open_source(config.data, config.data_kind, config.data_split)
+        source = open_sources(config.data, config.data_kind, config.data_split)
         return TrainingDataset(source, imgsz=config.imgsz, augment=config.augment, hyp=AugmentConfig(**config.hyp),
                                mask_ratio=config.mask_ratio, seed=config.seed)
 
     @property
     def val_source(self) -> Any:
         if self._val_source is None:
-            from fastsam.train.data import open_source
+            from fastsam.train.data import open_sources
 
             config = self.config
             if config.val_data:
-                self._val_source = open_source(config.val_data, split=config.val_split)
+                self._val_source = open_sources(config.val_data, split=config.val_split)
             else:
-                self._val_source = open_source(config.data, config.data_kind, config.val_split or config.data_split)
+                self._val_source = open_sources(config.data, config.data_kind, config.val_split or config.data_split)
         return self._val_source
 
     def _workers(self) -> int:
@@ -375,7 +393,7 @@ class Trainer:
             images = batch["images"].to(self.device, non_blocking=True)
             if self.config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            with self._autocast():
                 out = self.train_model(images)
             loss, items = self.criterion(out, batch)
             # With AMP the scaler skips steps with non-finite gradients on every rank; without it, drop the batch.
@@ -403,6 +421,11 @@ class Trainer:
         row["train/skipped_batches"] = skipped
         row["time/train_s"] = time.perf_counter() - started
         return row
+
+    def _autocast(self) -> torch.autocast:
+        if self.use_cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp)
 
     def _optimizer_step(self) -> None:
         self.scaler.unscale_(self.optimizer)

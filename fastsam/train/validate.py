@@ -61,9 +61,9 @@ def score_results(ground_truth: dict, results: Iterable[tuple[int, Any]], limit:
 def validate_checkpoint(model_path: str | Path, data: str | Path, kind: str | None = None,
                         split: str | None = None, **settings: Any) -> dict[str, float]:
     """:func:`validate` a checkpoint (anything ``load_model`` reads) on a dataset path (anything ``open_source``
-    detects: YOLO-seg folder, COCO JSON, BSDS500, SA-1B)."""
+    detects: YOLO-seg folder, COCO JSON, BSDS500, SA-1B; ``PATH:SPLIT`` names the split)."""
     from fastsam.model.zoo import load_model
-    from fastsam.train.data import open_source
+    from fastsam.train.data import open_sources
 
-    source = open_source(data, kind=kind, split=split)  # first: a bad data path fails before any download
+    source = open_sources(data, kind=kind, split=split)  # first: a bad data path fails before any download
     return validate(load_model(model_path, progress=settings.get("progress", True)), source, **settings)

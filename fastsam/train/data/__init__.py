@@ -8,10 +8,11 @@ from fastsam.train.data.dataset import TrainingDataset, collate_batch
 from fastsam.train.data.ground_truth import coco_ground_truth
 from fastsam.train.data.sa1b import Sa1bSource
 from fastsam.train.data.sample import Annotations, ConcatSource, InstanceSource, Sample
-from fastsam.train.data.sources import open_source
+from fastsam.train.data.sources import open_source, open_sources
 from fastsam.train.data.yolo import YoloSegSource
 
 __all__ = [
     "Annotations", "AugmentConfig", "BsdsSource", "CocoSource", "ConcatSource", "InstanceSource", "Sa1bSource",
     "Sample", "TrainingDataset", "YoloSegSource", "coco_ground_truth", "collate_batch", "open_source",
+    "open_sources",
 ]

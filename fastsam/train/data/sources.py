@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from fastsam.errors import InvalidInputError
 from fastsam.train.data.bsds import BsdsSource
 from fastsam.train.data.coco import CocoSource, find_image_folder
 from fastsam.train.data.sa1b import Sa1bSource
-from fastsam.train.data.sample import InstanceSource
+from fastsam.train.data.sample import ConcatSource, InstanceSource
 from fastsam.train.data.yolo import YoloSegSource, choose_split
 
 KINDS = ("yolo", "coco", "bsds", "sa1b")
@@ -66,3 +67,31 @@ def open_source(path: str | Path, kind: str | None = None, split: str | None = N
             return CocoSource(json_path, find_image_folder(json_path))
         return CocoSource(path, find_image_folder(path, split))
     raise InvalidInputError(f"kind must be one of {KINDS} or None, got {kind!r:.80}")
+
+
+def split_spec(spec: str | Path) -> tuple[Path, str | None]:
+    """``"PATH:SPLIT"`` -> (PATH, SPLIT) when PATH exists and SPLIT is a bare name (e.g. ``tiny_coco:train2017``);
+    anything else (an existing path, a path that does not exist) -> (path, None)."""
+    text = str(spec)
+    head, sep, tail = text.rpartition(":")
+    if sep and head and tail and "/" not in tail and "\\" not in tail and not Path(text).exists() \
+            and Path(head).exists():
+        return Path(head), tail
+    return Path(text), None
+
+
+def open_sources(specs: str | Path | Sequence[str | Path], kind: str | None = None,
+                 split: str | None = None) -> InstanceSource:
+    """:func:`open_source` of one path, or a :class:`ConcatSource` of several. Each spec may name its own split
+    as ``PATH:SPLIT``; ``split`` applies to the specs that do not."""
+    if isinstance(specs, (str, Path)):
+        specs = [specs]
+    if not isinstance(specs, Sequence) or not specs:
+        raise InvalidInputError(f"give one or more data paths, got {specs!r:.80}")
+    sources = []
+    for spec in specs:
+        if not isinstance(spec, (str, Path)) or str(spec) == "":
+            raise InvalidInputError(f"each data path must be a non-empty str or Path, got {spec!r:.80}")
+        path, own_split = split_spec(spec)
+        sources.append(open_source(path, kind, own_split if own_split is not None else split))
+    return sources[0] if len(sources) == 1 else ConcatSource(sources)
