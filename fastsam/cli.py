@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from fastsam.cli_options import add_inference_arguments, predictor_options
+from fastsam.cli_options import add_inference_arguments, chosen_model, predictor_options
 from fastsam.errors import FastSAMError, InvalidInputError
 from fastsam.io.image import IMAGE_SUFFIXES
 
@@ -165,12 +165,13 @@ def _segment(args: argparse.Namespace) -> int:
 
     prompts = _prompts(args)
     paths = expand_inputs(args.images)
+    model = chosen_model(args, quiet=args.quiet)
     if args.backend == "onnx":
         from fastsam.inference.onnx_backend import onnx_backend_for
 
-        network = onnx_backend_for(args.model)
+        network = onnx_backend_for(model)
     else:
-        network = load_model(args.model, progress=not args.quiet)
+        network = load_model(model, progress=not args.quiet)
     options = predictor_options(args)
     if args.backend == "onnx":
         options.pop("precision")  # onnxruntime runs the exported graph as it is

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fastsam.inference.precision import PRECISIONS
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser, precision: bool = True) -> None:
     """--model, --imgsz, --conf, --iou, --max-det, --no-retina, --device (and --precision) with FastSAM's defaults."""
-    parser.add_argument("--model", default="FastSAM-x", help="zoo name (FastSAM-s, FastSAM-x) or checkpoint path")
+    parser.add_argument("--model", default="auto",
+                        help="zoo name (FastSAM-s, FastSAM-x), fastsam-default (the small bundled model) or a "
+                             "checkpoint path; auto (default): FastSAM-x or -s when downloaded, else fastsam-default")
     parser.add_argument("--imgsz", type=int, default=1024, help="network input long side (multiple of 32)")
-    parser.add_argument("--conf", type=float, default=0.4, help="confidence threshold")
+    parser.add_argument("--conf", type=float, default=None,
+                        help="confidence threshold (default 0.4, FastSAM's; 0.15 for fastsam-default, whose scores "
+                             "run lower)")
     parser.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold")
     parser.add_argument("--max-det", type=int, default=300, help="maximum instances per image")
     parser.add_argument("--no-retina", action="store_true", help="masks at network-input resolution (faster)")
@@ -24,8 +29,28 @@ def add_inference_arguments(parser: argparse.ArgumentParser, precision: bool = T
 
 def predictor_options(args: argparse.Namespace) -> dict:
     """Predictor keyword arguments from the parsed options of :func:`add_inference_arguments`."""
-    options = {"imgsz": args.imgsz, "conf": args.conf, "iou": args.iou, "max_det": args.max_det,
+    from fastsam.model.zoo import default_conf
+
+    conf = args.conf if args.conf is not None else default_conf(str(args.model))
+    options = {"imgsz": args.imgsz, "conf": conf, "iou": args.iou, "max_det": args.max_det,
                "retina": not args.no_retina}
     if hasattr(args, "precision"):
         options["precision"] = args.precision
     return options
+
+
+def chosen_model(args: argparse.Namespace, quiet: bool = False) -> str:
+    """``args.model`` with ``auto`` resolved (see fastsam.model.zoo.auto_model), also stored back into
+    ``args.model``; says on stderr when that falls back to the bundled model, far weaker than the official
+    weights."""
+    from fastsam.model.zoo import AUTO, BUNDLED_NAME, auto_model
+
+    name = str(args.model)
+    if name.strip().lower() != AUTO:
+        return name
+    name = args.model = auto_model()
+    if name == BUNDLED_NAME and not quiet:
+        print("fastsam: no FastSAM weights downloaded; using the small bundled model fastsam-default (see "
+              "fastsam/weights/README.md). For FastSAM's quality pass --model FastSAM-x (downloads 145 MB).",
+              file=sys.stderr)
+    return name

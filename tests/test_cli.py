@@ -162,3 +162,23 @@ def test_export_and_onnx_backend_from_the_command_line(tmp_path):
         outs[backend] = json.loads((out / "dogs.json").read_text())["annotations"]
     assert outs["onnx"][0]["prompt"] == "box 0" and outs["onnx"][0]["instance_id"] == outs["torch"][0]["instance_id"]
     assert main(["export", str(FIXTURES / "fastsam-s-parity.pt"), str(tmp_path / "bad.txt")]) == 2
+
+
+@pytest.mark.skipif(not (FIXTURES / "images" / "dogs.jpg").is_file(), reason="../shared/fixtures absent")
+def test_readme_main_command_runs_the_bundled_model_offline(tmp_path):
+    env_cache = tmp_path / "empty-cache"
+    done = subprocess.run(
+        [sys.executable, "-m", "fastsam", "segment", str(FIXTURES / "images" / "dogs.jpg"), "--format", "overlay",
+         "json", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), "FASTSAM_OFFLINE": "1", "FASTSAM_CACHE": str(env_cache)})
+    assert done.returncode == 0, done.stderr
+    assert "fastsam-default" in done.stderr  # says it fell back to the bundled model
+    annotations = json.loads((tmp_path / "out" / "dogs.json").read_text())["annotations"]
+    assert annotations, "the bundled model found nothing in dogs.jpg"
+    height, width = cv2.imread(str(FIXTURES / "images" / "dogs.jpg")).shape[:2]
+    areas = [coco_mask.area(d["segmentation"]) for d in annotations]
+    assert all(d["segmentation"]["size"] == [height, width] for d in annotations)
+    assert max(areas) > 0.01 * height * width  # at least one object-sized mask, not specks
+    overlay = cv2.imread(str(tmp_path / "out" / "dogs_overlay.png"))
+    assert overlay.shape[:2] == (height, width)

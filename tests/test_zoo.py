@@ -126,6 +126,36 @@ def test_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 # --- resolving -----------------------------------------------------------------------------------------------------
 
+def test_auto_prefers_cached_official_weights_then_the_bundled_model(
+        model_cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(zoo.urllib.request, "urlopen", _no_network)  # auto never downloads
+    bundled = save_native(YoloV8Seg(YoloV8SegConfig.from_scale("n")),
+                          tmp_path / "bundled.safetensors")
+    monkeypatch.setattr(zoo, "BUNDLED_PATH", bundled)
+    assert zoo.auto_model() == zoo.BUNDLED_NAME
+    assert resolve_weights("auto") == resolve_weights("FastSAM-Default") == bundled
+    # The bundled model's scores run lower: it brings its own confidence threshold, by name or by file.
+    assert zoo.default_conf("auto") == zoo.default_conf("fastsam-default") == zoo.default_conf(bundled) == 0.15
+    assert zoo.default_conf("FastSAM-x") == zoo.default_conf(tmp_path / "other.pt") == 0.4
+    model_cache.mkdir(parents=True, exist_ok=True)
+    for name in ("FastSAM-s", "FastSAM-x"):  # placed by hand, no known hash: trusted once
+        monkeypatch.setitem(MODELS, name, dataclasses.replace(MODELS[name], sha256=None))
+        (model_cache / MODELS[name].filename).write_bytes(name.encode())
+        assert zoo.auto_model() == name
+        assert resolve_weights("AUTO") == model_cache / MODELS[name].filename
+    monkeypatch.setattr(zoo, "BUNDLED_PATH", tmp_path / "missing.safetensors")
+    with pytest.raises(ModelNotFoundError, match="bundled model"):
+        resolve_weights("fastsam-default")
+
+
+def test_the_bundled_model_ships_with_the_package() -> None:
+    path = zoo.bundled_weights()
+    assert path.stat().st_size <= 15 * 1024 * 1024
+    model = load_model("fastsam-default")
+    assert model.cfg.num_classes == 1 and model.cfg.num_masks == 32
+    assert sum(p.numel() for p in model.parameters()) < 4_000_000  # a YOLOv8n-seg
+
+
 def test_local_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: Path) -> None:
     monkeypatch.setattr(zoo.urllib.request, "urlopen", _no_network)
     local = tmp_path / "FastSAM-s.pt"  # same name as a zoo model: the file is still used as is

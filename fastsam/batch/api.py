@@ -20,7 +20,7 @@ def _positive(value: Any, name: str, allow_none: bool = True) -> None:
         raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
 
 
-def run_batch(source: str | os.PathLike, dest: str | os.PathLike, model: str | os.PathLike = "FastSAM-x", *,
+def run_batch(source: str | os.PathLike, dest: str | os.PathLike, model: str | os.PathLike = "auto", *,
               prompts: str | os.PathLike | None = None, engine: str = "local", workers: int | None = None,
               threads: int | None = None, shard_size: int = DEFAULT_SHARD_SIZE, imgsz: int = 1024,
               conf: float = 0.4, iou: float = 0.9, max_det: int = 300, retina: bool = True, device: str = "cpu",

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
-from fastsam.cli_options import add_inference_arguments, predictor_options
+from fastsam.cli_options import add_inference_arguments, chosen_model, predictor_options
 
 EXIT_USER_ERROR = 2
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from fastsam.batch.api import run_batch
 
     summary = run_batch(
-        args.source, args.dest, args.model, prompts=args.prompts, engine=args.engine, workers=args.workers,
+        args.source, args.dest, chosen_model(args, quiet=args.quiet), prompts=args.prompts, engine=args.engine, workers=args.workers,
         threads=args.threads, shard_size=args.shard_size, device=args.device, lookahead=args.lookahead,
         **predictor_options(args),
         ray_address=args.ray_address, gpus_per_worker=args.gpus_per_worker, progress=not args.quiet,

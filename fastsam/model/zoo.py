@@ -53,6 +53,16 @@ MODELS: dict[str, ZooModel] = {
 }
 
 
+# Our own small model (YOLOv8n-seg trained with fastsam.train on ../shared/data; see fastsam/weights/README.md),
+# shipped inside the package so that segmentation works offline before the official weights are fetched.
+BUNDLED_NAME = "fastsam-default"
+BUNDLED_PATH = Path(__file__).resolve().parent.parent / "weights" / "fastsam-default.safetensors"
+AUTO = "auto"  # the best model at hand: official weights when cached (x before s), else the bundled one
+_AUTO_ORDER = ("FastSAM-x", "FastSAM-s")
+DEFAULT_CONF = 0.4  # FastSAM's confidence threshold
+BUNDLED_CONF = 0.15  # the bundled model's scores run lower (small, briefly trained); see its model card
+
+
 def zoo_entry(name: str) -> ZooModel | None:
     """The zoo model called ``name`` (case-insensitive, optional trailing '.pt'), or None."""
     key = name.strip().lower()
@@ -179,8 +189,38 @@ def _verify_cached(entry: ZooModel, path: Path) -> None:
         )
 
 
+def bundled_weights() -> Path:
+    """The packaged default model's file (raises ModelNotFoundError when the installation lacks it)."""
+    if not BUNDLED_PATH.is_file():
+        raise ModelNotFoundError(f"the bundled model {BUNDLED_PATH} is missing from this installation; reinstall "
+                                 "fastsam or pass --model FastSAM-s / FastSAM-x / a checkpoint path")
+    return BUNDLED_PATH
+
+
+def default_conf(name_or_path: str | Path) -> float:
+    """The confidence threshold to use with a model when the user gives none: FastSAM's 0.4, or
+    :data:`BUNDLED_CONF` for the bundled model (by name or by its file)."""
+    name = str(name_or_path).strip().lower()
+    if name == AUTO:
+        name = auto_model().lower()
+    if name == BUNDLED_NAME:
+        return BUNDLED_CONF
+    path = Path(name_or_path).expanduser()
+    return BUNDLED_CONF if path.is_file() and path.resolve() == BUNDLED_PATH.resolve() else DEFAULT_CONF
+
+
+def auto_model() -> str:
+    """What ``model="auto"`` means now: the name of the largest official model already in the cache (never
+    downloads), else :data:`BUNDLED_NAME`."""
+    for name in _AUTO_ORDER:
+        if (cache_dir() / MODELS[name].filename).is_file():
+            return name
+    return BUNDLED_NAME
+
+
 def resolve_weights(name_or_path: str | Path, progress: bool = True, download: bool = True) -> Path:
-    """Path of a checkpoint given as a file path or a zoo name ('FastSAM-s', 'fastsam-x.pt', ...).
+    """Path of a checkpoint given as a file path, a zoo name ('FastSAM-s', 'fastsam-x.pt', ...), ``"auto"``
+    (see :func:`auto_model`) or ``"fastsam-default"`` (the bundled model).
 
     An existing local path always wins. A zoo name resolves to the file in :func:`cache_dir`, downloaded if
     missing unless ``download`` is False or ``$FASTSAM_OFFLINE`` is set.
@@ -188,11 +228,16 @@ def resolve_weights(name_or_path: str | Path, progress: bool = True, download: b
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path  # load_weights reports a directory or unreadable file precisely
-    entry = zoo_entry(str(name_or_path)) if path.name == str(name_or_path) else None
+    name = str(name_or_path).strip()
+    if name.lower() == AUTO:
+        name = auto_model()
+    if name.lower() == BUNDLED_NAME:
+        return bundled_weights()
+    entry = zoo_entry(name) if path.name == str(name_or_path) else None
     if entry is None:
         raise ModelNotFoundError(
             f"no checkpoint file at {path}, and {str(name_or_path)!r} is not a model name; "
-            f"known models: {', '.join(MODELS)}"
+            f"known models: {', '.join([*MODELS, BUNDLED_NAME, AUTO])}"
         )
     dest = cache_dir() / entry.filename
     if dest.is_file():

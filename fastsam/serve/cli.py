@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from fastsam.cli_options import add_inference_arguments, predictor_options
+from fastsam.cli_options import add_inference_arguments, chosen_model, predictor_options
 from fastsam.errors import InvalidInputError
 from fastsam.serve.settings import MIB, ServeSettings
 
@@ -46,6 +46,7 @@ def _settings(args: argparse.Namespace) -> ServeSettings:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model (and text model), then serve until interrupted."""
+    args.model = chosen_model(args)
     settings = _settings(args)
     try:
         import uvicorn
