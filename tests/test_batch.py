@@ -285,12 +285,13 @@ def _wait_for_shards(proc: subprocess.Popen, dst: Path, count: int, timeout: flo
 def test_killed_job_resumes_to_exactly_one_record_per_input(tmp_path, tiny_model):
     folder = tmp_path / "imgs"
     folder.mkdir()
-    keys = _write_images(folder, 30, seed=1)
+    # Enough shards that a signal sent after one more shard lands always arrives before the job's end.
+    keys = _write_images(folder, 80, seed=1)
     (folder / "broken.jpg").write_bytes(b"GIF89a broken")
     reference = tmp_path / "reference"
     assert _batch(folder, reference, tiny_model, "--shard-size", "2") == 0
     dst = tmp_path / "out"
-    total_shards = 16
+    total_shards = (len(keys) + 1 + 1) // 2
 
     # 1. A crash: SIGKILL to the single-process job once it has committed a shard.
     proc = _start(folder, dst, tiny_model)
