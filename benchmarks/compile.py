@@ -1,0 +1,65 @@
+"""Does torch.compile speed up the network here? Eager (fused Conv+BN, channels-last, inference_mode) against
+torch.compile (inductor) of the same module, per precision, at one input size; prints a markdown table and writes
+JSON. Compilation time is reported separately (it is paid once per input shape).
+
+    python benchmarks/compile.py --model ../shared/fixtures/fastsam-s-parity.pt --size 704 1024 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from fastsam.inference.precision import InferenceModel
+from fastsam.model.zoo import load_model
+
+
+def _median_ms(fn, x: torch.Tensor, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(x)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--size", type=int, nargs=2, default=(704, 1024), metavar=("H", "W"))
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=Path("out/bench_compile.json"))
+    args = parser.parse_args()
+    x = torch.rand(1, 3, *args.size)
+    rows = []
+    for precision in args.precisions:
+        eager = InferenceModel(load_model(args.model, progress=False).eval().fuse(), precision)
+        with torch.inference_mode():
+            eager(x)
+            eager_ms = _median_ms(eager, x, args.repeat)
+            compiled = torch.compile(eager)  # inductor: C++/OpenMP kernels on the CPU
+            start = time.perf_counter()
+            compiled(x)
+            compile_s = time.perf_counter() - start
+            compiled_ms = _median_ms(compiled, x, args.repeat)
+        rows.append({"precision": precision, "eager_ms": eager_ms, "compiled_ms": compiled_ms,
+                     "compile_s": compile_s, "speedup": eager_ms / compiled_ms})
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input {args.size[0]}x{args.size[1]}\n")
+    print("| precision | eager | torch.compile | speed-up | first call (compiling) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['precision']} | {r['eager_ms']:.0f} ms | {r['compiled_ms']:.0f} ms | {r['speedup']:.2f}x | "
+              f"{r['compile_s']:.0f} s |")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"torch": torch.__version__, "size": list(args.size), "rows": rows}, indent=1))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
