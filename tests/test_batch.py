@@ -271,7 +271,14 @@ def _start(src: Path, dst: Path, model: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "FASTSAM_OFFLINE": "1"}
     return subprocess.Popen([sys.executable, "-m", "fastsam.batch", str(src), str(dst), "--model", str(model), *FAST,
                              "--shard-size", "2", *extra], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    # A job started from a background shell inherits SIGINT ignored, and Python keeps it ignored: restore the
+    # default so that the job sees Ctrl-C as it would in a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_shards(proc: subprocess.Popen, dst: Path, count: int, timeout: float = 240) -> None:
