@@ -60,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
     """Execute a parsed ``batch`` command; FastSAMError propagates (the caller prints it and exits 2)."""
     from fastsam.batch.api import run_batch
 
+    chosen_model(args, quiet=args.quiet)  # before predictor_options, which reads the resolved name
     summary = run_batch(
-        args.source, args.dest, chosen_model(args, quiet=args.quiet), prompts=args.prompts, engine=args.engine, workers=args.workers,
+        args.source, args.dest, args.model, prompts=args.prompts, engine=args.engine, workers=args.workers,
         threads=args.threads, shard_size=args.shard_size, device=args.device, lookahead=args.lookahead,
         **predictor_options(args),
         ray_address=args.ray_address, gpus_per_worker=args.gpus_per_worker, progress=not args.quiet,

@@ -197,13 +197,16 @@ def bundled_weights() -> Path:
     return BUNDLED_PATH
 
 
+def _model_name(name_or_path: str | Path) -> str:
+    """``name_or_path`` as a model name: stripped, with ``auto`` replaced by what it means now."""
+    name = str(name_or_path).strip()
+    return auto_model() if name.lower() == AUTO else name
+
+
 def default_conf(name_or_path: str | Path) -> float:
     """The confidence threshold to use with a model when the user gives none: FastSAM's 0.4, or
     :data:`BUNDLED_CONF` for the bundled model (by name or by its file)."""
-    name = str(name_or_path).strip().lower()
-    if name == AUTO:
-        name = auto_model().lower()
-    if name == BUNDLED_NAME:
+    if _model_name(name_or_path).lower() == BUNDLED_NAME:
         return BUNDLED_CONF
     path = Path(name_or_path).expanduser()
     return BUNDLED_CONF if path.is_file() and path.resolve() == BUNDLED_PATH.resolve() else DEFAULT_CONF
@@ -228,9 +231,7 @@ def resolve_weights(name_or_path: str | Path, progress: bool = True, download: b
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path  # load_weights reports a directory or unreadable file precisely
-    name = str(name_or_path).strip()
-    if name.lower() == AUTO:
-        name = auto_model()
+    name = _model_name(name_or_path)
     if name.lower() == BUNDLED_NAME:
         return bundled_weights()
     entry = zoo_entry(name) if path.name == str(name_or_path) else None

@@ -46,7 +46,7 @@ def _settings(args: argparse.Namespace) -> ServeSettings:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model (and text model), then serve until interrupted."""
-    args.model = chosen_model(args)
+    chosen_model(args)
     settings = _settings(args)
     try:
         import uvicorn
