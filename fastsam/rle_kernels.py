@@ -124,36 +124,60 @@ def _box_pixels_before(flat: int, height: int, x1: int, y1: int, x2: int, box_h:
 
 
 @njit(cache=True, nogil=True)
-def coco_string(counts: np.ndarray) -> np.ndarray:
-    """COCO's compressed RLE string (as bytes) of uncompressed counts: each count, minus the count two before
-    it from the third on, in 5-bit groups with a continuation bit, offset into printable ASCII from '0'."""
-    out = np.empty(counts.size * 7 + 1, np.uint8)
+def coco_string(starts: np.ndarray, ends: np.ndarray, total: int) -> np.ndarray:
+    """COCO's compressed RLE string (as bytes) of the runs of a mask of ``total`` pixels: the uncompressed
+    counts (zeros, ones, zeros, ...; no trailing zero count after a mask that reaches the last pixel, as
+    pycocotools), each minus the count two before it from the third on, in 5-bit groups with a continuation
+    bit, offset into printable ASCII from '0'."""
+    size = 2 * starts.size + 1
+    if size > 1 and ends[starts.size - 1] == total:
+        size -= 1
+    counts = np.empty(size, np.int64)
+    previous_end = 0
+    for k in range(starts.size):
+        counts[2 * k] = starts[k] - previous_end
+        counts[2 * k + 1] = ends[k] - starts[k]
+        previous_end = ends[k]
+    if size & 1:
+        counts[size - 1] = total - previous_end
+    out = np.empty(size * 7 + 2, np.uint8)
     n = 0
-    for i in range(counts.size):
-        x = np.int64(counts[i])
+    for i in range(size):
+        x = counts[i]
         if i > 2:
-            x -= np.int64(counts[i - 2])
-        more = True
-        while more:
-            c = x & 0x1F
-            x >>= 5  # arithmetic shift: negative deltas end at -1
-            more = (x != -1) if (c & 0x10) else (x != 0)
-            if more:
-                c |= 0x20
-            out[n] = c + 48
-            n += 1
+            x -= counts[i - 2]
+        # Characters needed for x as a signed number, counted without branches: with noisy masks short and
+        # long counts alternate unpredictably. Two are always written, then kept as far as needed.
+        magnitude = x if x >= 0 else ~x
+        groups = np.int64(1)
+        groups += magnitude >= 16
+        groups += magnitude >= 512
+        groups += magnitude >= 16384
+        groups += magnitude >= 524288
+        groups += magnitude >= 16777216
+        groups += magnitude >= 536870912
+        out[n] = np.uint8(48 + ((x & 0x1F) | (0x20 if groups > 1 else 0)))
+        out[n + 1] = np.uint8(48 + (((x >> 5) & 0x1F) | (0x20 if groups > 2 else 0)))
+        if groups > 2:
+            for g in range(2, groups):
+                out[n + g] = np.uint8(48 + (((x >> (5 * g)) & 0x1F) | (0x20 if groups > g + 1 else 0)))
+        n += groups
     return out[:n]
 
 
 @njit(cache=True, nogil=True)
 def run_bounds(starts: np.ndarray, ends: np.ndarray, height: int) -> tuple[int, int, int, int]:
     """Tight box (x1, y1, x2, y2), exclusive max corner, of non-empty runs in an image ``height`` tall."""
+    first_col = starts[0] // height
+    last_col = (ends[-1] - 1) // height
     top, bottom = height, 0
+    # Flat index of the current run's column's first pixel, advanced column by column: no division per run.
+    column_start = first_col * height
     for k in range(starts.size):
-        first_col = starts[k] // height
-        last_col = (ends[k] - 1) // height
-        if last_col > first_col:  # a run over a column boundary covers the whole height between
-            return starts[0] // height, 0, (ends[-1] - 1) // height + 1, height
-        top = min(top, starts[k] - first_col * height)
-        bottom = max(bottom, ends[k] - last_col * height)
-    return starts[0] // height, top, (ends[-1] - 1) // height + 1, bottom
+        while starts[k] >= column_start + height:
+            column_start += height
+        if ends[k] > column_start + height:  # a run over a column boundary covers the whole height between
+            return first_col, 0, last_col + 1, height
+        top = min(top, starts[k] - column_start)
+        bottom = max(bottom, ends[k] - column_start)
+    return first_col, top, last_col + 1, bottom

@@ -64,6 +64,20 @@ def test_coco_rle_round_trips_through_pycocotools(tmp_path: Path) -> None:
         assert int(coco_mask.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")})) == annotation["area"]
 
 
+def test_coco_file_text_is_json_dumps_of_the_document(tmp_path: Path) -> None:
+    # Counts strings are spliced into the file rather than encoded by json: the text must still be exactly
+    # json.dumps of the document, including counts with backslashes and prompts that look like counts.
+    rng = np.random.default_rng(5)
+    masks = [rng.random((H, W)) < 0.5 for _ in range(6)] + _masks() + [np.zeros((H, W), bool)]
+    selection = Selection((H, W))
+    for k, mask in enumerate(masks):
+        selection.add(RunLengthMask.from_mask(mask), k, 'text "counts": "" \\ ' + str(k), 0.5)
+    document = export.coco_document(selection, 'a "quoted" \\ name.png')
+    assert any("\\" in a["segmentation"]["counts"] for a in document["annotations"])
+    path = export.write_coco_json(selection, tmp_path / "coco.json", file_name='a "quoted" \\ name.png')
+    assert path.read_text() == json.dumps(document)
+
+
 def test_coco_annotation_fields_on_hand_made_masks() -> None:
     annotations = export.to_coco_annotations(_selection(), image_id=7, category_id=3, start_id=100)
     assert [a["id"] for a in annotations] == [100, 101, 102]

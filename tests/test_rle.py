@@ -80,6 +80,28 @@ def test_bbox_matches_pixels(seed):
         y1, y2 = sorted(rng.integers(0, h + 1, 2)) if seed % 2 else (0, h)
         x1, x2 = sorted(rng.integers(0, w + 1, 2))
         mask[y1:y2 + 1, x1:x2 + 1] = rng.random((min(y2 + 1, h) - y1, min(x2 + 1, w) - x1)) < 0.7
+    assert RunLengthMask.from_mask(mask).bbox() == _pixel_bbox(mask)
+
+
+def _pixel_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(mask)
-    expected = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if xs.size else (0, 0, 0, 0)
-    assert RunLengthMask.from_mask(mask).bbox() == tuple(int(v) for v in expected)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1) if xs.size else (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("shape", [(1500, 2250), (4000, 3000), (7, 3)])
+def test_coco_strings_of_long_and_alternating_counts_match_pycocotools(shape):
+    # Counts of every size, so that strings need 1 to 7 characters per count and deltas of both signs; plus the
+    # empty and the full mask (no trailing zero count).
+    h, w = shape
+    rng = np.random.default_rng(h)
+    flat = np.zeros(h * w, bool)
+    position = 0
+    while position < flat.size:
+        length = int(rng.choice([1, 2, 15, 16, 17, 511, 512, 600, 16384, 20000, 600000]))
+        flat[position:position + length] = rng.random() < 0.5
+        position += length
+    for mask in (flat.reshape(w, h).T, np.zeros((h, w), bool), np.ones((h, w), bool)):
+        reference = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+        rle = RunLengthMask.from_mask(mask)
+        assert rle.to_coco()["counts"] == reference["counts"].decode("ascii")
+        assert rle.bbox() == _pixel_bbox(mask)
