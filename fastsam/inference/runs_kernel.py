@@ -16,18 +16,6 @@ except ImportError:  # pragma: no cover - exercised only where numba is not inst
     njit = None
 
 
-def _toggle(starts: np.ndarray, ends: np.ndarray, n: int, flat: int, entering: bool) -> int:
-    """Open a run at ``flat`` (or continue the previous one when it ended right there) or close run n;
-    returns the number of closed runs."""
-    if entering:
-        if n > 0 and ends[n - 1] == flat:
-            return n - 1  # the run from the previous column goes on
-        starts[n] = flat
-        return n
-    ends[n] = flat
-    return n + 1
-
-
 def _threshold_runs(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, col_w: np.ndarray,
                     row_lo: np.ndarray, row_hi: np.ndarray, row_w: np.ndarray,
                     x0: int, y0: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,10 +33,14 @@ def _threshold_runs(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, 
     rows = row_lo.shape[0]
     grid_rows = grid_t.shape[1]
     column = np.empty(grid_rows, np.float32)
-    # Output rows between the same two proto rows form a segment. When both proto values have one sign,
-    # every pixel of the segment has it (a convex combination); otherwise the value is monotonic along the
-    # segment and the one row where the sign flips is found by bisection. Only values within `tiny` of zero
-    # are evaluated pixel by pixel.
+    # Output rows between the same two proto rows form a segment. When both proto values have one sign, every
+    # pixel of the segment has it (a convex combination); when they have opposite signs (and are far from
+    # zero, so consecutive rows' values differ by far more than the rounding error) the value is monotonic
+    # along the segment and changes sign once, at a row first guessed from where the linear interpolation
+    # crosses zero, then confirmed with the same arithmetic as the per-pixel loop. Only values within `tiny`
+    # of zero, where a product with a weight could underflow, are evaluated pixel by pixel. Sign changes are
+    # written without branches (write, then advance the count only when needed): with noisy masks those
+    # branches would be unpredictable.
     seg_begin = np.empty(rows + 1, np.int64)
     segments = 0
     for y in range(rows):
@@ -56,70 +48,86 @@ def _threshold_runs(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, 
             seg_begin[segments] = y
             segments += 1
     seg_begin[segments] = rows
-    # Room for the most runs a column can hold: only the pages written become resident, and growing arrays
-    # inside the loop makes numba's code several times slower.
-    capacity = width * (rows // 2 + 1)
-    starts = np.empty(capacity, np.int64)
-    ends = np.empty(capacity, np.int64)
+    seg_lo = np.empty(segments, np.int64)
+    seg_hi = np.empty(segments, np.int64)
+    seg_w0 = np.empty(segments, np.float32)
+    seg_inv_step = np.empty(segments, np.float32)
+    for j in range(segments):
+        first, stop = seg_begin[j], seg_begin[j + 1]
+        seg_lo[j] = row_lo[first]
+        seg_hi[j] = row_hi[first]
+        seg_w0[j] = row_w[first]
+        span = row_w[stop - 1] - row_w[first]
+        seg_inv_step[j] = (stop - 1 - first) / span if span > 0 else np.float32(0.0)
+    # Sign changes of all columns, alternately run starts and ends (one column holds at most rows of them).
+    bounds = np.empty(width * (rows + 1) + 2, np.int64)
     n = 0
     one = np.float32(1.0)
-    # Below this a product with a weight could underflow to zero, so the sign shortcut is not taken.
+    zero = np.float32(0.0)
     tiny = np.float32(1e-30)
     for x in range(width):
         left, right = grid_t[col_lo[x]], grid_t[col_hi[x]]
         wx = col_w[x]
         wl = one - wx
+        smallest = np.float32(np.inf)
         for r in range(grid_rows):
-            column[r] = left[r] * wl + right[r] * wx
+            v = left[r] * wl + right[r] * wx
+            column[r] = v
+            smallest = min(smallest, abs(v))
+        careful = not (smallest > tiny)  # some value of this column is within `tiny` of zero (or NaN)
         base = (x0 + x) * height + y0
         inside = False
+        if n > 0 and bounds[n - 1] == base:  # the previous column's last run reaches this column: go on with it
+            n -= 1
+            inside = True
         for j in range(segments):
             first, stop = seg_begin[j], seg_begin[j + 1]
-            lo = column[row_lo[first]]
-            hi = column[row_hi[first]]
-            if lo > tiny and hi > tiny:
-                uniform, positive = True, True
-            elif lo <= 0 and hi <= 0:
-                uniform, positive = True, False
-            else:
-                uniform, positive = False, False
-            if uniform:
-                if positive != inside:
-                    n = _toggle(starts, ends, n, base + first, positive)
+            length = stop - first
+            lo = column[seg_lo[j]]
+            hi = column[seg_hi[j]]
+            lo_positive = lo > zero
+            hi_positive = hi > zero
+            if careful and not ((abs(lo) > tiny and abs(hi) > tiny) or (not lo_positive and not hi_positive)):
+                for y in range(first, stop):
+                    w = row_w[y]
+                    positive = lo * (one - w) + hi * w > zero
+                    bounds[n] = base + y
+                    n += positive != inside
                     inside = positive
                 continue
-            if lo < -tiny or lo > tiny:
-                if hi < -tiny or hi > tiny:
-                    # lo and hi have opposite signs, so consecutive rows' values differ by far more than the
-                    # rounding error and the sign changes exactly once along the segment: binary search for it,
-                    # with the same arithmetic as the per-pixel loop.
-                    lo_positive = lo > 0
-                    a, b = first, stop
-                    while a < b:
-                        mid = (a + b) // 2
-                        w = row_w[mid]
-                        if (lo * (one - w) + hi * w > 0) == lo_positive:
-                            a = mid + 1
-                        else:
-                            b = mid
-                    if a > first and lo_positive != inside:
-                        n = _toggle(starts, ends, n, base + first, lo_positive)
-                        inside = lo_positive
-                    if a < stop and (not lo_positive) != inside:
-                        n = _toggle(starts, ends, n, base + a, not lo_positive)
-                        inside = not lo_positive
-                    continue
-            for y in range(first, stop):
-                w = row_w[y]
-                # Same operations and order as the tensor path: (lo * (1 - w)) + (hi * w), no fused multiply-add.
-                positive = lo * (one - w) + hi * w > 0
-                if positive != inside:
-                    n = _toggle(starts, ends, n, base + y, positive)
-                    inside = positive
+            crossing = lo_positive != hi_positive
+            k = length
+            if crossing:
+                guess = (lo / (lo - hi) - seg_w0[j]) * seg_inv_step[j] + one
+                k = 0
+                if guess >= length:
+                    k = length
+                elif guess > zero:
+                    k = np.int64(guess)
+                # Confirm k is the first row whose sign differs from lo's; step to it when the guess is off.
+                while k < length:
+                    w = row_w[first + k]
+                    if (lo * (one - w) + hi * w > zero) != lo_positive:
+                        break
+                    k += 1
+                while k > 0:
+                    w = row_w[first + k - 1]
+                    if (lo * (one - w) + hi * w > zero) == lo_positive:
+                        break
+                    k -= 1
+            head = lo_positive if k > 0 else hi_positive
+            bounds[n] = base + first
+            n += head != inside
+            bounds[n] = base + first + k
+            n += (k > 0) & (k < length)
+            inside = hi_positive if k < length else lo_positive
         if inside:
-            ends[n] = base + rows
+            bounds[n] = base + rows
             n += 1
-    return starts[:n].copy(), ends[:n].copy()
+    starts = bounds[0:n:2].copy()
+    ends = bounds[1:n:2].copy()
+    return starts, ends
+
 
 
 def _proto_logits_t(protos_t: np.ndarray, coefficients: np.ndarray, col0: int, col1: int, row0: int, row1: int
@@ -203,7 +211,6 @@ def _retina_runs(protos_t: np.ndarray, coefficients: np.ndarray, boxes: np.ndarr
 
 
 if njit is not None:
-    _toggle = njit(cache=True, nogil=True, inline="always")(_toggle)
     _threshold_runs = threshold_runs = njit(cache=True, nogil=True)(_threshold_runs)
     _proto_logits_t = proto_logits_t = njit(cache=True, nogil=True)(_proto_logits_t)
     _bilinear_taps_into = njit(cache=True, nogil=True)(_bilinear_taps_into)
