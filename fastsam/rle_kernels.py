@@ -1,13 +1,16 @@
 """Compiled loops over run-length masks (numba, compiled on first use and cached on disk).
 
-They work on the runs directly, so their cost grows with the number of runs, never with the image's pixels:
-the painter's merge of several masks, a mask's overlap with a box, and COCO's compressed count strings.
+Most work on the runs directly, so their cost grows with the number of runs, never with the image's pixels:
+the painter's merge of several masks, a mask's overlap with a box, and COCO's compressed count strings. The
+one exception, :func:`paint_dense`, paints into a bit per pixel of the masks' span, for masks whose runs are
+so many and so short that merging them would cost more than a pass over their span.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -99,22 +102,90 @@ def paint_runs(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
+def paint_dense(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray,
+                paint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same painter's merge as :func:`paint_runs`, through a bit per pixel of the span the masks cover:
+    each run sets (or clears) its bits a word at a time, then the result's runs are the bits that differ from
+    the one before, found a word at a time. O(span / 64 + runs): for many short runs (noisy masks) several
+    times faster than the merge."""
+    lo = np.int64(1) << 62
+    hi = np.int64(0)
+    for k in range(offsets.size - 1):
+        if offsets[k + 1] > offsets[k]:
+            lo = min(lo, starts[offsets[k]])
+            hi = max(hi, ends[offsets[k + 1] - 1])
+    if hi <= lo:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    words = (hi - lo) // 64 + 1  # bit (p - lo) % 64 of word (p - lo) // 64 is pixel p; the last bit stays 0
+    bits = np.zeros(words, np.uint64)
+    full, zero, low6 = ~np.uint64(0), np.uint64(0), np.uint64(63)
+    for k in range(offsets.size - 1):
+        add = paint[k]
+        for i in range(offsets[k], offsets[k + 1]):
+            a = np.uint64(starts[i] - lo)
+            b = np.uint64(ends[i] - lo - 1)  # the run's last pixel
+            first_word, last_word = a >> np.uint64(6), b >> np.uint64(6)
+            # Selects rather than branches for a run within one word or across two: with noisy masks both
+            # are common and unpredictable. Whole words between are filled by a loop, empty for short runs.
+            head = full << (a & low6)
+            tail = full >> (low6 - (b & low6))
+            same = first_word == last_word
+            first = head & tail if same else head
+            last = zero if same else tail
+            if add:
+                bits[first_word] |= first
+                for j in range(first_word + np.uint64(1), last_word):
+                    bits[j] = full
+                bits[last_word] |= last
+            else:
+                bits[first_word] &= ~first
+                for j in range(first_word + np.uint64(1), last_word):
+                    bits[j] = zero
+                bits[last_word] &= ~last
+    edges = np.empty(starts.size * 2 + 2, np.int64)
+    n = 0
+    carry = np.uint64(0)  # the previous word's last bit, shifted into the first bit's place
+    for j in range(words):
+        word = bits[j]
+        changed = word ^ ((word << np.uint64(1)) | carry)  # bit i: pixel i differs from the pixel before it
+        carry = word >> low6
+        while changed:
+            edges[n] = lo + 64 * j + np.int64(trailing_zeros(changed))
+            n += 1
+            changed &= changed - np.uint64(1)
+    return edges[0:n:2].copy(), edges[1:n:2].copy()
+
+
+@njit(cache=True, nogil=True)
 def box_overlap(starts: np.ndarray, ends: np.ndarray, height: int, x1: int, y1: int, x2: int, y2: int) -> int:
     """Pixels of the runs inside the box [x1, x2) x [y1, y2) (already clipped to the image)."""
     lo = np.searchsorted(ends, x1 * height, side="right")
     hi = np.searchsorted(starts, x2 * height, side="left")
     box_h = y2 - y1
+    inverse = 1.0 / height
     total = 0
     for k in range(lo, hi):
-        total += _box_pixels_before(ends[k], height, x1, y1, x2, box_h) - _box_pixels_before(
-            starts[k], height, x1, y1, x2, box_h)
+        total += _box_pixels_before(ends[k], height, inverse, x1, y1, x2, box_h) - _box_pixels_before(
+            starts[k], height, inverse, x1, y1, x2, box_h)
     return total
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _box_pixels_before(flat: int, height: int, x1: int, y1: int, x2: int, box_h: int) -> int:
+def _column_of(flat: int, height: int, inverse: float) -> int:
+    # flat // height for 0 <= flat < 2**52 through a float product, corrected by one where it rounded across a
+    # column boundary: an integer division here costs several times more and runs once per run.
+    col = np.int64(flat * inverse)
+    if col * height > flat:
+        col -= 1
+    elif (col + 1) * height <= flat:
+        col += 1
+    return col
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _box_pixels_before(flat: int, height: int, inverse: float, x1: int, y1: int, x2: int, box_h: int) -> int:
     # Box pixels with a flat index below `flat`: whole box columns before its column plus part of its own.
-    col = flat // height
+    col = _column_of(flat, height, inverse)
     row = flat - col * height
     if col < x1:
         return 0

@@ -55,3 +55,21 @@ def test_prompts_do_not_run_the_network_or_decode_every_mask(crowded, monkeypatc
         expected = expected | region if labels[last] == 1 else expected & ~region
     assert expected.any()
     np.testing.assert_array_equal(merged.decode(), expected)
+
+
+def test_box_prompts_pick_the_best_iou_of_every_instance(crowded):
+    # Box answers read the runs of only the masks that could win; the pick must still be the argmax (first on
+    # ties) of the float32 IoU of every instance, computed here from the decoded masks.
+    _, result = crowded
+    h, w = result.image_size
+    decoded = np.stack([r.decode() for r in result.rles])
+    areas = decoded.sum((1, 2)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    boxes = [np.sort(rng.integers(0, (w, h), (2, 2)), axis=0).ravel() + [0, 0, 1, 1] for _ in range(25)]
+    boxes += [np.array([0, 0, w, h]), np.array([w - 2, h - 2, w, h])]
+    for x1, y1, x2, y2 in boxes:
+        inside = decoded[:, y1:y2, x1:x2].sum((1, 2)).astype(np.float32)
+        union = np.float32((x2 - x1) * (y2 - y1)) + areas - inside
+        ious = np.where(union > 0, inside / union, np.float32(0))
+        picked = result.prompt(boxes=[[x1, y1, x2, y2]]).instance_ids[0]
+        assert picked == int(np.argmax(ious)), (x1, y1, x2, y2)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from fastsam.rle import RunLengthMask, subtract, union
+from fastsam import rle_kernels
+from fastsam.rle import RunLengthMask, paint, subtract, union
 
 
 def _random_mask(rng: np.random.Generator, height: int, width: int, density: float) -> np.ndarray:
@@ -29,6 +30,31 @@ def test_union_and_subtract_match_pixels(seed):
         np.testing.assert_array_equal(got.decode(), masks[a] & ~masks[b])
         # Canonical runs: sorted, non-empty, never touching, so equal masks have equal runs.
         assert np.all(got.ends > got.starts) and np.all(got.starts[1:] > got.ends[:-1])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_both_painters_match_painting_the_pixels(seed):
+    # paint() picks the run merge or the byte painter by cost; each must give the canonical runs of painting
+    # the pixels in order (adds set them, erases clear them), whatever the span's length modulo 8.
+    rng = np.random.default_rng(40 + seed)
+    h, w = int(rng.integers(1, 50)), int(rng.integers(1, 50))
+    masks = [_random_mask(rng, h, w, float(rng.random())) for _ in range(int(rng.integers(1, 7)))]
+    if seed == 0:
+        masks.append(np.ones((h, w), bool))  # reaches the last pixel
+    adds = rng.random(len(masks)) < 0.7
+    expected = np.zeros((h, w), bool)
+    for mask, add in zip(masks, adds):
+        expected[mask] = add
+    rles = [RunLengthMask.from_mask(m) for m in masks]
+    offsets = np.cumsum([0] + [r.starts.size for r in rles])
+    starts = np.concatenate([r.starts for r in rles]).astype(np.int64)
+    ends = np.concatenate([r.ends for r in rles]).astype(np.int64)
+    reference = RunLengthMask.from_mask(expected)
+    for painter in (rle_kernels.paint_runs, rle_kernels.paint_dense):
+        got_starts, got_ends = painter(starts, ends, offsets, adds)
+        np.testing.assert_array_equal(got_starts, reference.starts)
+        np.testing.assert_array_equal(got_ends, reference.ends)
+    np.testing.assert_array_equal(paint(rles, list(adds)).decode(), expected)
 
 
 def test_union_of_touching_runs_is_one_run():
