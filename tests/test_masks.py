@@ -118,13 +118,14 @@ def test_kernel_and_tensor_paths_give_identical_runs():
 
 
 @pytest.mark.skipif(threshold_runs is None, reason="numba not installed")
-def test_kernel_and_tensor_paths_agree_where_logits_are_zero_or_tiny():
+def test_kernel_and_tensor_paths_agree_where_logits_are_zero_tiny_or_nan():
     # The kernel settles whole segments from their two proto values; near zero (exact zeros, values whose
     # products with a weight underflow) it must fall back to the per-pixel arithmetic and still agree.
     protos, coef, boxes, input_boxes = _case(8, (603, 1072), (576, 1024), n=10)
     protos[:, 40:60, 50:90] = 0.0
     protos[:, 80:100, 100:180] *= 1e-37
     protos[:, 100:140, 0:250] *= 1e-44  # subnormal logits: a weight times one can round to zero
+    protos[:, 50:52, 60:70] = float("nan")  # NaN logits are off, as in the tensor path
     fast = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=True)
     slow = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=False)
     for i, a in enumerate(fast.encode_all(threads=1)):

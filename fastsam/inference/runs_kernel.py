@@ -70,16 +70,31 @@ def _sign_changes(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, co
         wx = col_w[x]
         wl = one - wx
         smallest = np.float32(np.inf)
+        lowest = np.float32(np.inf)
+        highest = -np.float32(np.inf)
+        nan = False
         for r in range(grid_rows):
             v = left[r] * wl + right[r] * wx
             column[r] = v
             smallest = min(smallest, abs(v))
-        careful = not (smallest > tiny)  # some value of this column is within `tiny` of zero (or NaN)
+            lowest = min(lowest, v)
+            highest = max(highest, v)
+            nan |= v != v
+        careful = nan or not (smallest > tiny)  # some value of this column is within `tiny` of zero (or NaN)
+        if not (highest > zero) and not careful:
+            continue  # every pixel of the column is off (a common case: columns outside the object)
         base = (x0 + x) * height + y0
         inside = False
         if n > 0 and bounds[n - 1] == base:  # the previous column's last run reaches this column: go on with it
             n -= 1
             inside = True
+        if lowest > tiny:  # every pixel of the column is on
+            if not inside:
+                bounds[n] = base
+                n += 1
+            bounds[n] = base + rows
+            n += 1
+            continue
         for j in range(segments):
             first, stop = seg_begin[j], seg_begin[j + 1]
             length = stop - first
