@@ -145,7 +145,8 @@ def _check_same_size(masks: Sequence[RunLengthMask]) -> tuple[int, int]:
 
 def paint(masks: Sequence[RunLengthMask], adds: Sequence[bool]) -> RunLengthMask:
     """Masks of one size painted in order: ``adds[k]`` True adds mask k's pixels, False erases them (a pixel
-    keeps the value of the last mask holding it). Computed on the runs, never decoded."""
+    keeps the value of the last mask holding it). Computed on the runs (a k-way merge) or, for many short runs, on
+    a bit per pixel of the span they cover, whichever costs less; never decoded to a full mask."""
     if not masks:
         raise ValueError("paint needs at least one mask")
     if len(adds) != len(masks):

@@ -39,9 +39,9 @@ def _sign_changes(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, co
     # zero, so consecutive rows' values differ by far more than the rounding error) the value is monotonic
     # along the segment and changes sign once, at a row first guessed from where the linear interpolation
     # crosses zero, then confirmed with the same arithmetic as the per-pixel loop. Only values within `tiny`
-    # of zero, where a product with a weight could underflow, are evaluated pixel by pixel. Sign changes are
-    # written without branches (write, then advance the count only when needed): with noisy masks those
-    # branches would be unpredictable.
+    # of zero, where a product with a weight could underflow, are evaluated pixel by pixel. A crossing
+    # segment's sign changes are written without branches (write, then advance the count only when needed):
+    # with noisy masks those branches would be unpredictable. Columns all off or all on skip their segments.
     seg_begin = np.empty(rows + 1, np.int64)
     segments = 0
     for y in range(rows):
@@ -110,26 +110,30 @@ def _sign_changes(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, co
                     n += positive != inside
                     inside = positive
                 continue
-            crossing = lo_positive != hi_positive
-            k = length
-            if crossing:
-                guess = (lo / (lo - hi) - seg_w0[j]) * seg_inv_step[j] + one
-                k = 0
-                if guess >= length:
-                    k = length
-                elif guess > zero:
-                    k = np.int64(guess)
-                # Confirm k is the first row whose sign differs from lo's; step to it when the guess is off.
-                while k < length:
-                    w = row_w[first + k]
-                    if (lo * (one - w) + hi * w > zero) != lo_positive:
-                        break
-                    k += 1
-                while k > 0:
-                    w = row_w[first + k - 1]
-                    if (lo * (one - w) + hi * w > zero) == lo_positive:
-                        break
-                    k -= 1
+            if lo_positive == hi_positive:  # the whole segment has one sign
+                if lo_positive != inside:
+                    bounds[n] = base + first
+                    n += 1
+                    inside = lo_positive
+                continue
+            # Opposite signs: guess the first row past the zero of the linear interpolation, then step until
+            # the per-pixel arithmetic agrees that it is the first row whose sign differs from lo's.
+            guess = (lo / (lo - hi) - seg_w0[j]) * seg_inv_step[j] + one
+            k = 0
+            if guess >= length:
+                k = length
+            elif guess > zero:
+                k = np.int64(guess)
+            while k < length:
+                w = row_w[first + k]
+                if (lo * (one - w) + hi * w > zero) != lo_positive:
+                    break
+                k += 1
+            while k > 0:
+                w = row_w[first + k - 1]
+                if (lo * (one - w) + hi * w > zero) == lo_positive:
+                    break
+                k -= 1
             head = lo_positive if k > 0 else hi_positive
             bounds[n] = base + first
             n += head != inside
