@@ -78,6 +78,16 @@ def test_coco_file_text_is_json_dumps_of_the_document(tmp_path: Path) -> None:
     assert path.read_text() == json.dumps(document)
 
 
+def test_parallel_encoding_gives_the_serial_annotations(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(6)
+    selection = _selection([rng.random((H, W)) < 0.5 for _ in range(9)] + _masks())
+    serial = export.to_coco_annotations(selection)
+    monkeypatch.setattr(export, "PARALLEL_RUNS", 0)  # every selection counts as large
+    monkeypatch.setattr(export.os, "cpu_count", lambda: 3)
+    assert export.to_coco_annotations(selection) == serial
+    assert export.to_coco_annotations(Selection((H, W))) == []
+
+
 def test_coco_annotation_fields_on_hand_made_masks() -> None:
     annotations = export.to_coco_annotations(_selection(), image_id=7, category_id=3, start_id=100)
     assert [a["id"] for a in annotations] == [100, 101, 102]
