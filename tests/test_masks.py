@@ -134,6 +134,24 @@ def test_kernel_and_tensor_paths_agree_where_logits_are_zero_tiny_or_nan():
         np.testing.assert_array_equal(a.ends, b.ends)
 
 
+@pytest.mark.skipif(threshold_runs is None, reason="numba not installed")
+def test_kernel_keeps_nan_pixels_off_in_columns_otherwise_all_on():
+    # Columns whose logits are all positive are written as one run without visiting their pixels; a NaN among
+    # them must still leave its pixels off, as the tensor path does.
+    protos, coef, boxes, input_boxes = _case(9, (603, 1072), (576, 1024), n=3)
+    coef[:] = 0.0
+    coef[:, 0] = 1.0
+    protos[0] = 1.0
+    protos[0, 50:52, 60:70] = float("nan")
+    fast = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=True)
+    slow = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=False)
+    for i, a in enumerate(fast.encode_all(threads=1)):
+        b = slow.encode(i)
+        np.testing.assert_array_equal(a.starts, b.starts)
+        np.testing.assert_array_equal(a.ends, b.ends)
+    assert fast.encode(0).area < 603 * 1072  # the full-image box holds the NaN hole
+
+
 def test_probability_crops_threshold_to_the_masks(tiny_model):
     from fastsam.eval.edge_maps import fastsam_edge_map
     from fastsam.inference.predictor import Predictor

@@ -60,8 +60,7 @@ def _sign_changes(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, co
         seg_w0[j] = row_w[first]
         span = row_w[stop - 1] - row_w[first]
         seg_inv_step[j] = (stop - 1 - first) / span if span > 0 else np.float32(0.0)
-    # Sign changes of all columns, alternately run starts and ends (one column holds at most rows of them).
-    n = 0
+    n = 0  # values written to bounds
     one = np.float32(1.0)
     zero = np.float32(0.0)
     tiny = np.float32(1e-30)
@@ -88,7 +87,7 @@ def _sign_changes(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, co
         if n > 0 and bounds[n - 1] == base:  # the previous column's last run reaches this column: go on with it
             n -= 1
             inside = True
-        if lowest > tiny:  # every pixel of the column is on
+        if lowest > tiny and not careful:  # every pixel of the column is on
             if not inside:
                 bounds[n] = base
                 n += 1
