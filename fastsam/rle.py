@@ -133,7 +133,8 @@ class RunLengthMask:
 
     def to_coco(self) -> dict:
         """COCO compressed RLE: ``{'size': [h, w], 'counts': str}``, the string pycocotools writes."""
-        return {"size": [self.height, self.width], "counts": rle_kernels.coco_string(self.starts, self.ends, self.height * self.width).tobytes().decode("ascii")}
+        counts = rle_kernels.coco_string(self.starts, self.ends, self.height * self.width)
+        return {"size": [self.height, self.width], "counts": counts.tobytes().decode("ascii")}
 
 
 def _check_same_size(masks: Sequence[RunLengthMask]) -> tuple[int, int]:

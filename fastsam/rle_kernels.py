@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from numba.cpython.unsafe.numbers import trailing_zeros
+
+try:  # an intrinsic (one tzcnt instruction), from a module numba does not promise to keep
+    from numba.cpython.unsafe.numbers import trailing_zeros
+except ImportError:  # pragma: no cover - only with a numba that moved it
+    @njit(cache=True, nogil=True, inline="always")
+    def trailing_zeros(word: np.uint64) -> int:
+        count = 0
+        while not word & np.uint64(1):
+            word >>= np.uint64(1)
+            count += 1
+        return count
 
 
 @njit(cache=True, nogil=True, inline="always")

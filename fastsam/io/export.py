@@ -144,9 +144,10 @@ PARALLEL_RUNS = 100_000
 
 
 def _mask_fields(masks: list[RunLengthMask]) -> list[tuple[dict, int, list[float]]]:
-    """(COCO RLE, area, xywh bbox) of each mask, in order (none for none). With many runs (noisy masks: megabytes of counts) the masks
-    are split into one contiguous chunk per core, of similar run counts, encoded in parallel: the compiled
-    string builder releases the GIL. One task per chunk, not per mask: per-task overhead would eat the gain."""
+    """(COCO RLE, area, xywh bbox) of each mask, in order (none for none). With many runs (noisy masks:
+    megabytes of counts) the masks are split into one contiguous chunk per core, of similar run counts, encoded
+    in parallel: the compiled string builder releases the GIL. One task per chunk, not per mask: per-task
+    overhead would eat the gain."""
     def fields(chunk: list[RunLengthMask]) -> list[tuple[dict, int, list[float]]]:
         return [(mask.to_coco(), int(mask.area), _xywh(mask)) for mask in chunk]
 
