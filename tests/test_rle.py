@@ -97,6 +97,22 @@ def test_coco_strings_match_pycocotools(seed):
     np.testing.assert_array_equal(RunLengthMask.from_coco(rle).decode(), mask)
 
 
+@pytest.mark.parametrize("height", [3, 7, 999, 4099, 65537])
+def test_box_overlap_finds_columns_of_large_flat_indices(height):
+    # The column of a run boundary comes from a float product, corrected where it rounds across a column
+    # boundary: runs ending exactly at, just before and just after column boundaries, on tall and short images.
+    width = 64
+    flats = np.array([c * height + d for c in range(1, width) for d in (-1, 0, 1)], np.int64)
+    starts, ends = flats[0:-1:2], flats[1::2]
+    mask = np.zeros(height * width, bool)
+    for a, b in zip(starts, ends):
+        mask[a:b] = True
+    mask = mask.reshape(width, height).T
+    rle = RunLengthMask.from_mask(mask)
+    for x1, y1, x2, y2 in [(0, 0, width, height), (3, 1, 40, height - 1), (10, 0, 11, 2), (5, height // 2, 63, height)]:
+        assert rle.box_overlap(x1, y1, x2, y2) == mask[y1:y2, x1:x2].sum()
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_bbox_matches_pixels(seed):
     rng = np.random.default_rng(300 + seed)
