@@ -64,7 +64,17 @@ def _sign_changes(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, co
     one = np.float32(1.0)
     zero = np.float32(0.0)
     tiny = np.float32(1e-30)
+    # Grid columns with no positive value (and no NaN): an output column between two of them is all off, known
+    # before interpolating it (most columns of a box around a small or empty mask).
+    grid_off = np.empty(grid_t.shape[0], np.bool_)
+    for c in range(grid_t.shape[0]):
+        off = True
+        for r in range(grid_rows):
+            off &= grid_t[c, r] <= zero
+        grid_off[c] = off
     for x in range(width):
+        if grid_off[col_lo[x]] and grid_off[col_hi[x]]:
+            continue
         left, right = grid_t[col_lo[x]], grid_t[col_hi[x]]
         wx = col_w[x]
         wl = one - wx
