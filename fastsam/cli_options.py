@@ -43,10 +43,10 @@ def chosen_model(args: argparse.Namespace, quiet: bool = False) -> str:
     """``args.model`` with ``auto`` resolved (see fastsam.model.zoo.auto_model), also stored back into
     ``args.model``; says on stderr when that falls back to the bundled model, far weaker than the official
     weights."""
-    from fastsam.model.zoo import AUTO, BUNDLED_NAME, auto_model
+    from fastsam.model.zoo import BUNDLED_NAME, auto_model, is_auto
 
     name = str(args.model)
-    if name.strip().lower() != AUTO:
+    if not is_auto(name):
         return name
     name = args.model = auto_model()
     if name == BUNDLED_NAME and not quiet:

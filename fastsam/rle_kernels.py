@@ -252,11 +252,9 @@ def run_bounds(starts: np.ndarray, ends: np.ndarray, height: int) -> tuple[int, 
     first_col = starts[0] // height
     last_col = (ends[-1] - 1) // height
     top, bottom = height, 0
-    # Flat index of the current run's column's first pixel, advanced column by column: no division per run.
-    column_start = first_col * height
+    inverse = 1.0 / height
     for k in range(starts.size):
-        while starts[k] >= column_start + height:
-            column_start += height
+        column_start = _column_of(starts[k], height, inverse) * height
         if ends[k] > column_start + height:  # a run over a column boundary covers the whole height between
             return first_col, 0, last_col + 1, height
         top = min(top, starts[k] - column_start)

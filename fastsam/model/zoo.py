@@ -197,10 +197,14 @@ def bundled_weights() -> Path:
     return BUNDLED_PATH
 
 
+def is_auto(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` asks for :func:`auto_model` (``auto``, any case and surrounding spaces)."""
+    return str(name_or_path).strip().lower() == AUTO
+
+
 def _model_name(name_or_path: str | Path) -> str:
     """``name_or_path`` as a model name: stripped, with ``auto`` replaced by what it means now."""
-    name = str(name_or_path).strip()
-    return auto_model() if name.lower() == AUTO else name
+    return auto_model() if is_auto(name_or_path) else str(name_or_path).strip()
 
 
 def default_conf(name_or_path: str | Path) -> float:

@@ -92,7 +92,8 @@ def run_train(args: argparse.Namespace) -> int:
         if not args.data:
             raise InvalidInputError("give the training DATA, or --resume RUN")
         config = TrainConfig(
-            data=args.data[0] if len(args.data) == 1 else args.data, data_kind=args.kind, data_split=args.split, out=args.out, model=args.model,
+            data=args.data[0] if len(args.data) == 1 else args.data, data_kind=args.kind, data_split=args.split,
+            out=args.out, model=args.model,
             scale=args.scale, reg_max=args.reg_max, imgsz=args.imgsz, batch=args.batch,
             epochs=TrainConfig.epochs if args.epochs is None else args.epochs,
             nominal_batch=args.nbs, optimizer=args.optimizer, lr0=args.lr0, lrf=args.lrf, momentum=args.momentum,
