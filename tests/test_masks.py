@@ -104,17 +104,22 @@ def test_empty_box_gives_empty_mask():
     assert masks.encode(1).area == 0
 
 
+def _assert_kernel_matches_tensor_path(protos, coef, boxes, input_boxes, threads: int) -> PrototypeMasks:
+    # Every instance's runs from the compiled kernel (encode_all over `threads`) equal the tensor path's.
+    fast = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=True)
+    slow = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=False)
+    for i, a in enumerate(fast.encode_all(threads=threads)):
+        b = slow.encode(i)
+        np.testing.assert_array_equal(a.starts, b.starts)
+        np.testing.assert_array_equal(a.ends, b.ends)
+    return fast
+
+
 @pytest.mark.skipif(threshold_runs is None, reason="numba not installed")
 def test_kernel_and_tensor_paths_give_identical_runs():
     protos, coef, boxes, input_boxes = _case(7, (603, 1072), (576, 1024), n=20)
     boxes[1] = torch.tensor([0.0, 0.0, 1072.0, 603.0])  # full height: runs continue across columns
-    fast = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=True)
-    slow = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=False)
-    threaded = fast.encode_all(threads=2)
-    for i in range(len(fast)):
-        a, b = threaded[i], slow.encode(i)
-        np.testing.assert_array_equal(a.starts, b.starts)
-        np.testing.assert_array_equal(a.ends, b.ends)
+    _assert_kernel_matches_tensor_path(protos, coef, boxes, input_boxes, threads=2)
 
 
 @pytest.mark.skipif(threshold_runs is None, reason="numba not installed")
@@ -126,12 +131,7 @@ def test_kernel_and_tensor_paths_agree_where_logits_are_zero_tiny_or_nan():
     protos[:, 80:100, 100:180] *= 1e-37
     protos[:, 100:140, 0:250] *= 1e-44  # subnormal logits: a weight times one can round to zero
     protos[:, 50:52, 60:70] = float("nan")  # NaN logits are off, as in the tensor path
-    fast = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=True)
-    slow = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=False)
-    for i, a in enumerate(fast.encode_all(threads=1)):
-        b = slow.encode(i)
-        np.testing.assert_array_equal(a.starts, b.starts)
-        np.testing.assert_array_equal(a.ends, b.ends)
+    _assert_kernel_matches_tensor_path(protos, coef, boxes, input_boxes, threads=1)
 
 
 @pytest.mark.skipif(threshold_runs is None, reason="numba not installed")
@@ -143,12 +143,7 @@ def test_kernel_keeps_nan_pixels_off_in_columns_otherwise_all_on():
     coef[:, 0] = 1.0
     protos[0] = 1.0
     protos[0, 50:52, 60:70] = float("nan")
-    fast = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=True)
-    slow = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=False)
-    for i, a in enumerate(fast.encode_all(threads=1)):
-        b = slow.encode(i)
-        np.testing.assert_array_equal(a.starts, b.starts)
-        np.testing.assert_array_equal(a.ends, b.ends)
+    fast = _assert_kernel_matches_tensor_path(protos, coef, boxes, input_boxes, threads=1)
     assert fast.encode(0).area < 603 * 1072  # the full-image box holds the NaN hole
 
 
