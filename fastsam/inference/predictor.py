@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from fastsam.errors import InvalidInputError
+from fastsam.inference.allocator import keep_freed_memory
 from fastsam.inference.letterbox import Letterbox, apply_letterbox, plan_letterbox
 from fastsam.inference.masks import PrototypeMasks
 from fastsam.inference.postprocess import (
@@ -71,6 +72,7 @@ class Predictor:
                  max_pixels: int = DEFAULT_MAX_PIXELS, precision: str = "fp32", keep_prototypes: bool = False) -> None:
         check_settings(imgsz, conf, iou, max_det)
         self.precision = check_precision(precision)
+        keep_freed_memory()
         self.device = torch.device(device)
         if isinstance(model, YoloV8Seg):
             # Folding batch norms into convolutions is what the original does at load time too.
