@@ -15,7 +15,7 @@ from fastsam.prompts.points import merge_point_prompt, per_point_prompt
 from fastsam.prompts.selection import Selection
 from fastsam.prompts.text import text_prompt
 from fastsam.prompts.validation import check_boxes, check_points
-from fastsam.rle import RunLengthMask
+from fastsam.rle import RunLengthMask, RunTable
 
 if TYPE_CHECKING:
     from fastsam.inference.masks import PrototypeMasks
@@ -47,6 +47,13 @@ class SegmentationResult:
     def areas(self) -> np.ndarray:
         """(N,) mask areas in pixels."""
         return np.array([r.area for r in self.rles], dtype=np.int64)
+
+    @cached_property
+    def run_table(self) -> RunTable:
+        """Every instance's runs in one table (built on first use), for prompts over many instances."""
+        if not self.rles:
+            return RunTable.empty(*self.image_size)
+        return RunTable.from_masks(self.rles)
 
     @cached_property
     def mask_bounds(self) -> np.ndarray:
@@ -105,10 +112,10 @@ class SegmentationResult:
             pts, labs = check_points(points, labels, self.image_size)
             xs, ys = pts[:, 0], pts[:, 1]
             if per_point:
-                selection.extend(per_point_prompt(self.rles, self.mask_bounds, self.areas, self.scores, xs, ys, labs,
-                                                  self.image_size))
+                selection.extend(per_point_prompt(self.run_table, self.mask_bounds, self.areas, self.scores, xs, ys,
+                                                  labs, self.image_size))
             else:
-                selection.extend(merge_point_prompt(self.rles, self.mask_bounds, self.areas, self.scores, xs, ys,
+                selection.extend(merge_point_prompt(self.run_table, self.mask_bounds, self.areas, self.scores, xs, ys,
                                                     labs, self.image_size))
         elif labels is not None:
             raise InvalidInputError("labels were given without points")

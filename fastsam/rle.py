@@ -144,28 +144,81 @@ def _check_same_size(masks: Sequence[RunLengthMask]) -> tuple[int, int]:
     return sizes.pop()
 
 
+@dataclass(frozen=True, eq=False)
+class RunTable:
+    """The runs of N masks of one size in shared arrays: mask i's runs are ``starts[offsets[i]:offsets[i + 1]]``
+    (and ``ends``), so that a query over many masks is one compiled call, without gathering their runs."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    offsets: np.ndarray
+    height: int
+    width: int
+
+    @classmethod
+    def empty(cls, height: int, width: int) -> "RunTable":
+        """A table of no masks."""
+        none = np.zeros(0, np.int64)
+        return cls(none, none, np.zeros(1, np.int64), int(height), int(width))
+
+    @classmethod
+    def from_masks(cls, masks: Sequence[RunLengthMask]) -> "RunTable":
+        """Copy the masks' runs into one table (masks of one size; at least one mask)."""
+        if not masks:
+            raise ValueError("a run table needs at least one mask")
+        height, width = _check_same_size(masks)
+        offsets = np.zeros(len(masks) + 1, np.int64)
+        np.cumsum([m.starts.size for m in masks], out=offsets[1:])
+        starts = np.concatenate([m.starts for m in masks]).astype(np.int64, copy=False)
+        ends = np.concatenate([m.ends for m in masks]).astype(np.int64, copy=False)
+        return cls(starts, ends, offsets, height, width)
+
+    def __len__(self) -> int:
+        return self.offsets.size - 1
+
+    def mask(self, index: int) -> RunLengthMask:
+        """Mask ``index`` (its runs are views into the table)."""
+        first, stop = self.offsets[index], self.offsets[index + 1]
+        return RunLengthMask(self.starts[first:stop], self.ends[first:stop], self.height, self.width)
+
+    def holds(self, masks: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """For each k: whether mask masks[k] holds pixel (xs[k], ys[k]) (integers inside the image)."""
+        positions = np.asarray(xs, np.int64) * self.height + np.asarray(ys, np.int64)
+        return rle_kernels.holds(self.starts, self.ends, self.offsets, np.asarray(masks, np.int64), positions)
+
+    def paint(self, order: Sequence[int], adds: Sequence[bool]) -> RunLengthMask:
+        """Masks order[0], order[1], ... painted in turn: ``adds[k]`` True adds the k-th one's pixels, False
+        erases them (a pixel keeps the value of the last mask holding it). Computed on the runs (a k-way merge)
+        or, for many short runs, on a bit per pixel of the span they cover, whichever costs less; never decoded
+        to a full mask."""
+        order = np.asarray(order, np.int64).reshape(-1)
+        if order.size == 0:
+            raise ValueError("paint needs at least one mask")
+        if len(adds) != order.size:
+            raise ValueError(f"{order.size} masks but {len(adds)} add/erase flags")
+        if order.min() < 0 or order.max() >= len(self):
+            raise IndexError(f"mask index out of range for a table of {len(self)} masks")
+        first, stop = self.offsets[order], self.offsets[order + 1]
+        runs = int((stop - first).sum())
+        held = stop > first
+        span = int(self.ends[stop[held] - 1].max() - self.starts[first[held]].min()) if held.any() else 0
+        # Rough costs measured here (ns): the merge pays a heap sift per run boundary, the bit painter a few
+        # word operations per run plus a pass over its span's words.
+        merge_cost = 24 * runs * np.log2(order.size + 1)
+        dense_cost = span / 32 + 8 * runs
+        painter = rle_kernels.paint_dense if dense_cost < merge_cost else rle_kernels.paint_runs
+        flags = np.asarray(adds, np.bool_)
+        return RunLengthMask(*painter(self.starts, self.ends, self.offsets, order, flags), self.height, self.width)
+
+
 def paint(masks: Sequence[RunLengthMask], adds: Sequence[bool]) -> RunLengthMask:
-    """Masks of one size painted in order: ``adds[k]`` True adds mask k's pixels, False erases them (a pixel
-    keeps the value of the last mask holding it). Computed on the runs (a k-way merge) or, for many short runs, on
-    a bit per pixel of the span they cover, whichever costs less; never decoded to a full mask."""
+    """Masks of one size painted in order (see :meth:`RunTable.paint`): ``adds[k]`` True adds mask k's pixels,
+    False erases them."""
     if not masks:
         raise ValueError("paint needs at least one mask")
     if len(adds) != len(masks):
         raise ValueError(f"{len(masks)} masks but {len(adds)} add/erase flags")
-    height, width = _check_same_size(masks)
-    offsets = np.zeros(len(masks) + 1, np.int64)
-    np.cumsum([m.starts.size for m in masks], out=offsets[1:])
-    starts = np.concatenate([m.starts for m in masks]).astype(np.int64, copy=False)
-    ends = np.concatenate([m.ends for m in masks]).astype(np.int64, copy=False)
-    flags = np.asarray(adds, np.bool_)
-    span = max((int(m.ends[-1]) for m in masks if m.starts.size), default=0) - min(
-        (int(m.starts[0]) for m in masks if m.starts.size), default=0)
-    # Rough costs measured here (ns): the merge pays a heap sift per run boundary, the bit painter a few
-    # word operations per run plus a pass over its span's words.
-    merge_cost = 24 * starts.size * np.log2(len(masks) + 1)
-    dense_cost = span / 32 + 8 * starts.size
-    painter = rle_kernels.paint_dense if dense_cost < merge_cost else rle_kernels.paint_runs
-    return RunLengthMask(*painter(starts, ends, offsets, flags), height, width)
+    return RunTable.from_masks(masks).paint(np.arange(len(masks)), adds)
 
 
 def union(masks: Sequence[RunLengthMask], height: int, width: int) -> RunLengthMask:

@@ -42,23 +42,29 @@ def _sift_down(heap_pos: np.ndarray, heap_id: np.ndarray, size: int) -> None:
 
 
 @njit(cache=True, nogil=True)
-def paint_runs(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray,
+def paint_runs(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, order: np.ndarray,
                paint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Painter's merge of K masks given as concatenated runs (mask k owns runs offsets[k]:offsets[k + 1]).
+    """Painter's merge of K masks of a run table (mask m owns runs offsets[m]:offsets[m + 1]).
 
-    Masks are painted in order, each setting its pixels to ``paint[k]`` (True adds them, False erases them),
-    so a pixel takes the value of the last mask holding it, and is off when none does. Returns the runs of
-    the result. A k-way merge of the run boundaries: O(runs * log K).
+    Masks order[0], order[1], ... are painted in turn, the k-th setting its pixels to ``paint[k]`` (True adds
+    them, False erases them), so a pixel takes the value of the last mask holding it, and is off when none
+    does. Returns the runs of the result. A k-way merge of the run boundaries: O(runs * log K).
     """
-    count = offsets.size - 1
-    cursor = offsets[:-1].copy()
+    count = order.size
+    cursor = np.empty(count, np.int64)
+    stop = np.empty(count, np.int64)
+    for k in range(count):
+        cursor[k] = offsets[order[k]]
+        stop[k] = offsets[order[k] + 1]
     inside = np.zeros(count, np.bool_)
     # Min-heap of each mask's next boundary; built by sorting, which is a valid heap.
     firsts = np.empty(count, np.int64)
     ids = np.empty(count, np.int64)
     size = 0
+    total = 0
     for k in range(count):
-        if cursor[k] < offsets[k + 1]:
+        total += stop[k] - cursor[k]
+        if cursor[k] < stop[k]:
             firsts[size] = starts[cursor[k]]
             ids[size] = k
             size += 1
@@ -68,7 +74,7 @@ def paint_runs(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray,
     only_adds = True
     for k in range(count):
         only_adds = only_adds and paint[k]
-    capacity = starts.size + 1
+    capacity = total + 1
     out_starts = np.empty(capacity, np.int64)
     out_ends = np.empty(capacity, np.int64)
     n = 0
@@ -89,7 +95,7 @@ def paint_runs(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray,
             inside[k] = False
             active -= 1
             cursor[k] += 1
-            if cursor[k] < offsets[k + 1]:
+            if cursor[k] < stop[k]:
                 heap_pos[0] = starts[cursor[k]]
             else:
                 size -= 1
@@ -112,7 +118,7 @@ def paint_runs(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
-def paint_dense(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray,
+def paint_dense(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, order: np.ndarray,
                 paint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The same painter's merge as :func:`paint_runs`, through a bit per pixel of the span the masks cover:
     each run sets (or clears) its bits a word at a time, then the result's runs are the bits that differ from
@@ -120,18 +126,20 @@ def paint_dense(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray,
     times faster than the merge."""
     lo = np.int64(1) << 62
     hi = np.int64(0)
-    for k in range(offsets.size - 1):
-        if offsets[k + 1] > offsets[k]:
-            lo = min(lo, starts[offsets[k]])
-            hi = max(hi, ends[offsets[k + 1] - 1])
+    total = 0
+    for m in order:
+        if offsets[m + 1] > offsets[m]:
+            lo = min(lo, starts[offsets[m]])
+            hi = max(hi, ends[offsets[m + 1] - 1])
+            total += offsets[m + 1] - offsets[m]
     if hi <= lo:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     words = (hi - lo) // 64 + 1  # bit (p - lo) % 64 of word (p - lo) // 64 is pixel p; the last bit stays 0
     bits = np.zeros(words, np.uint64)
     full, zero, low6 = ~np.uint64(0), np.uint64(0), np.uint64(63)
-    for k in range(offsets.size - 1):
+    for k in range(order.size):
         add = paint[k]
-        for i in range(offsets[k], offsets[k + 1]):
+        for i in range(offsets[order[k]], offsets[order[k] + 1]):
             a = np.uint64(starts[i] - lo)
             b = np.uint64(ends[i] - lo - 1)  # the run's last pixel
             first_word, last_word = a >> np.uint64(6), b >> np.uint64(6)
@@ -152,7 +160,7 @@ def paint_dense(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray,
                 for j in range(first_word + np.uint64(1), last_word):
                     bits[j] = zero
                 bits[last_word] &= ~last
-    edges = np.empty(starts.size * 2 + 2, np.int64)
+    edges = np.empty(total * 2 + 2, np.int64)
     n = 0
     carry = np.uint64(0)  # the previous word's last bit, shifted into the first bit's place
     for j in range(words):
@@ -164,6 +172,19 @@ def paint_dense(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray,
             n += 1
             changed &= changed - np.uint64(1)
     return edges[0:n:2].copy(), edges[1:n:2].copy()
+
+
+@njit(cache=True, nogil=True)
+def holds(starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, masks: np.ndarray,
+          positions: np.ndarray) -> np.ndarray:
+    """For each pair k: whether mask masks[k] of a run table (runs offsets[m]:offsets[m + 1]) holds the flat
+    pixel positions[k]. A binary search in that mask's runs."""
+    out = np.zeros(masks.size, np.bool_)
+    for k in range(masks.size):
+        first, stop = offsets[masks[k]], offsets[masks[k] + 1]
+        i = first + np.searchsorted(starts[first:stop], positions[k], side="right") - 1
+        out[k] = i >= first and positions[k] < ends[i]
+    return out
 
 
 @njit(cache=True, nogil=True)

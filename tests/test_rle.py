@@ -7,7 +7,7 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from fastsam import rle_kernels
-from fastsam.rle import RunLengthMask, paint, subtract, union
+from fastsam.rle import RunLengthMask, RunTable, paint, subtract, union
 
 
 def _random_mask(rng: np.random.Generator, height: int, width: int, density: float) -> np.ndarray:
@@ -46,15 +46,43 @@ def test_both_painters_match_painting_the_pixels(seed):
     for mask, add in zip(masks, adds):
         expected[mask] = add
     rles = [RunLengthMask.from_mask(m) for m in masks]
-    offsets = np.cumsum([0] + [r.starts.size for r in rles])
-    starts = np.concatenate([r.starts for r in rles]).astype(np.int64)
-    ends = np.concatenate([r.ends for r in rles]).astype(np.int64)
+    # The painters read the masks from a table in another order (plus a mask that is never painted).
+    stored = rng.permutation(len(rles))
+    table = RunTable.from_masks([rles[k] for k in stored] + [RunLengthMask.from_mask(~masks[0])])
+    order = np.argsort(stored)  # table row of rles[k]
     reference = RunLengthMask.from_mask(expected)
     for painter in (rle_kernels.paint_runs, rle_kernels.paint_dense):
-        got_starts, got_ends = painter(starts, ends, offsets, adds)
+        got_starts, got_ends = painter(table.starts, table.ends, table.offsets, order, adds)
         np.testing.assert_array_equal(got_starts, reference.starts)
         np.testing.assert_array_equal(got_ends, reference.ends)
+    np.testing.assert_array_equal(table.paint(order, adds).decode(), expected)
     np.testing.assert_array_equal(paint(rles, list(adds)).decode(), expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_run_table_holds_matches_pixels(seed):
+    rng = np.random.default_rng(70 + seed)
+    h, w = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+    masks = [_random_mask(rng, h, w, d) for d in (0.0, 0.4, 0.8, 1.0)]
+    table = RunTable.from_masks([RunLengthMask.from_mask(m) for m in masks])
+    which = rng.integers(0, len(masks), 300)
+    xs, ys = rng.integers(0, w, 300), rng.integers(0, h, 300)
+    expected = np.array([masks[m][y, x] for m, x, y in zip(which, xs, ys)])
+    np.testing.assert_array_equal(table.holds(which, xs, ys), expected)
+    for k, mask in enumerate(masks):
+        np.testing.assert_array_equal(table.mask(k).decode(), mask)
+
+
+def test_run_table_rejects_bad_paint_requests():
+    table = RunTable.from_masks([RunLengthMask.empty(3, 4)] * 2)
+    with pytest.raises(ValueError, match="at least one"):
+        table.paint([], [])
+    with pytest.raises(ValueError, match="flags"):
+        table.paint([0, 1], [True])
+    with pytest.raises(IndexError):
+        table.paint([2], [True])
+    assert table.paint([1, 0], [True, False]).area == 0
+    assert len(RunTable.empty(3, 4)) == 0
 
 
 def test_union_of_touching_runs_is_one_run():
