@@ -104,10 +104,11 @@ def test_empty_box_gives_empty_mask():
     assert masks.encode(1).area == 0
 
 
-def _assert_kernel_matches_tensor_path(protos, coef, boxes, input_boxes, threads: int) -> PrototypeMasks:
+def _assert_kernel_matches_tensor_path(protos, coef, boxes, input_boxes, threads: int,
+                                      input_size=(576, 1024), image_size=(603, 1072)) -> PrototypeMasks:
     # Every instance's runs from the compiled kernel (encode_all over `threads`) equal the tensor path's.
-    fast = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=True)
-    slow = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=False)
+    fast = PrototypeMasks(protos, coef, boxes, input_boxes, input_size, image_size, compiled=True)
+    slow = PrototypeMasks(protos, coef, boxes, input_boxes, input_size, image_size, compiled=False)
     for i, a in enumerate(fast.encode_all(threads=threads)):
         b = slow.encode(i)
         np.testing.assert_array_equal(a.starts, b.starts)
@@ -120,6 +121,31 @@ def test_kernel_and_tensor_paths_give_identical_runs():
     protos, coef, boxes, input_boxes = _case(7, (603, 1072), (576, 1024), n=20)
     boxes[1] = torch.tensor([0.0, 0.0, 1072.0, 603.0])  # full height: runs continue across columns
     _assert_kernel_matches_tensor_path(protos, coef, boxes, input_boxes, threads=2)
+
+
+@pytest.mark.skipif(threshold_runs is None, reason="numba not installed")
+@pytest.mark.parametrize("image_size,input_size", [((603, 1072), (576, 1024)), ((1500, 2250), (704, 1024)),
+                                                   ((90, 130), (704, 1024))])
+def test_kernel_matches_tensor_path_on_smooth_masks(image_size, input_size):
+    # Real masks are smooth: most proto cells of a box are all on or all off, and the kernel settles them from
+    # their four grid values without interpolating. Prototypes of low frequency give such masks, at image
+    # sizes above the grid and (90 x 130) below it, where consecutive output rows skip grid rows.
+    gen = torch.Generator().manual_seed(11)
+    protos, coef, boxes, input_boxes = _case(11, image_size, input_size, n=16)
+    mh, mw = protos.shape[1:]
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, mh), torch.linspace(0, 1, mw), indexing="ij")
+    frequencies = torch.rand(32, 2, generator=gen) * 6
+    phases = torch.rand(32, 1, 1, generator=gen) * 6.3
+    protos = torch.sin(frequencies[:, :1, None] * 6.3 * ys + frequencies[:, 1:, None] * 6.3 * xs + phases)
+    # Infinite logits on the image's first grid column: at the left edge its weight is exactly 0 and inf * 0 is
+    # NaN, so those pixels are off in the tensor path, though every value of the cell is positive.
+    protos[3, 10:30, 1] = float("inf")
+    coef[:, 3] = coef[:, 3].abs() + 0.1
+    fast = _assert_kernel_matches_tensor_path(protos, coef, boxes, input_boxes, threads=2, input_size=input_size,
+                                              image_size=image_size)
+    runs = sum(m.starts.size for m in fast.encode_all())
+    columns = sum(max(0, int(b[2]) - int(b[0])) for b in boxes.tolist())
+    assert runs < 3 * columns  # smooth indeed: a few runs per column
 
 
 @pytest.mark.skipif(threshold_runs is None, reason="numba not installed")

@@ -32,16 +32,16 @@ def _sign_changes(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, co
     """
     width = col_lo.shape[0]
     rows = row_lo.shape[0]
-    grid_rows = grid_t.shape[1]
-    column = np.empty(grid_rows, np.float32)
-    # Output rows between the same two proto rows form a segment. When both proto values have one sign, every
-    # pixel of the segment has it (a convex combination); when they have opposite signs (and are far from
-    # zero, so consecutive rows' values differ by far more than the rounding error) the value is monotonic
-    # along the segment and changes sign once, at a row first guessed from where the linear interpolation
-    # crosses zero, then confirmed with the same arithmetic as the per-pixel loop. Only values within `tiny`
-    # of zero, where a product with a weight could underflow, are evaluated pixel by pixel. A crossing
-    # segment's sign changes are written without branches (write, then advance the count only when needed):
-    # with noisy masks those branches would be unpredictable. Columns all off or all on skip their segments.
+    # Output rows between the same two proto rows form a segment. When both (column-interpolated) proto values
+    # have one sign, every pixel of the segment has it (a convex combination); when they have opposite signs
+    # (and are far from zero, so consecutive rows' values differ by far more than the rounding error) the value
+    # is monotonic along the segment and changes sign once, at a row first guessed from where the linear
+    # interpolation crosses zero, then confirmed with the same arithmetic as the per-pixel loop. Only values
+    # within `tiny` of zero, where a product with a weight could underflow, are evaluated pixel by pixel. Sign
+    # changes are written without branches (write, then advance the count only when needed): with noisy masks
+    # those branches would be unpredictable. Cells known to be all on or all off from their four grid values
+    # are not interpolated at all: with real masks most of a box is such cells, and a column costs what its
+    # mixed cells cost.
     seg_begin = np.empty(rows + 1, np.int64)
     segments = 0
     for y in range(rows):
@@ -60,58 +60,78 @@ def _sign_changes(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, co
         seg_w0[j] = row_w[first]
         span = row_w[stop - 1] - row_w[first]
         seg_inv_step[j] = (stop - 1 - first) / span if span > 0 else np.float32(0.0)
-    n = 0  # values written to bounds
     one = np.float32(1.0)
     zero = np.float32(0.0)
     tiny = np.float32(1e-30)
-    # Grid columns with no positive value (and no NaN): an output column between two of them is all off, known
-    # before interpolating it (most columns of a box around a small or empty mask).
-    grid_off = np.empty(grid_t.shape[0], np.bool_)
-    for c in range(grid_t.shape[0]):
-        off = True
-        for r in range(grid_rows):
-            off &= grid_t[c, r] <= zero
-        grid_off[c] = off
+    huge = np.float32(1e37)  # below it, sums of two weighted values cannot overflow
+    # A proto cell (two grid columns x one segment) whose four values are all in (tiny, huge) is on at every
+    # output pixel it covers, one whose values are all <= 0 is off; only the other ("mixed") cells, NaN and
+    # values near zero included, need the pixel arithmetic. Per grid column and segment: +1 / -1 / 0 (mixed).
+    grid_columns = grid_t.shape[0]
+    follows = np.zeros(segments, np.bool_)  # segment j starts on the grid row where segment j - 1 ends
+    for j in range(1, segments):
+        follows[j] = seg_lo[j] == seg_hi[j - 1]
+    kind = np.empty((grid_columns, segments), np.int8)
+    for c in range(grid_columns):
+        for j in range(segments):
+            a, b = grid_t[c, seg_lo[j]], grid_t[c, seg_hi[j]]
+            if a > tiny and b > tiny and a < huge and b < huge:
+                kind[c, j] = 1
+            elif a <= zero and b <= zero:
+                kind[c, j] = -1
+            else:
+                kind[c, j] = 0
+    # The column walk for the current pair of grid columns: blocks of cells of one sign (+1 / -1, by their
+    # first segment) and mixed cells (0), in order. Output columns between the same grid columns share it.
+    walk_segment = np.empty(segments, np.int64)
+    walk_kind = np.empty(segments, np.int8)
+    steps = 0
+    pair_lo, pair_hi = -1, -1
+    n = 0  # values written to bounds
     for x in range(width):
-        if grid_off[col_lo[x]] and grid_off[col_hi[x]]:
-            continue
-        left, right = grid_t[col_lo[x]], grid_t[col_hi[x]]
+        c_lo, c_hi = col_lo[x], col_hi[x]
+        if c_lo != pair_lo or c_hi != pair_hi:
+            pair_lo, pair_hi = c_lo, c_hi
+            steps = 0
+            previous = 2
+            for j in range(segments):
+                a, b = kind[c_lo, j], kind[c_hi, j]
+                k = a if a == b else 0
+                if k == 0 or k != previous:
+                    walk_segment[steps] = j
+                    walk_kind[steps] = k
+                    steps += 1
+                previous = k
+        if steps == 1 and walk_kind[0] == -1:
+            continue  # every pixel of the column is off (a common case: columns outside the object)
+        left, right = grid_t[c_lo], grid_t[c_hi]
         wx = col_w[x]
         wl = one - wx
-        smallest = np.float32(np.inf)
-        lowest = np.float32(np.inf)
-        highest = -np.float32(np.inf)
-        nan = False
-        for r in range(grid_rows):
-            v = left[r] * wl + right[r] * wx
-            column[r] = v
-            smallest = min(smallest, abs(v))
-            lowest = min(lowest, v)
-            highest = max(highest, v)
-            nan |= v != v
-        careful = nan or not (smallest > tiny)  # some value of this column is within `tiny` of zero (or NaN)
-        if not (highest > zero) and not careful:
-            continue  # every pixel of the column is off (a common case: columns outside the object)
         base = (x0 + x) * height + y0
         inside = False
         if n > 0 and bounds[n - 1] == base:  # the previous column's last run reaches this column: go on with it
             n -= 1
             inside = True
-        if lowest > tiny and not careful:  # every pixel of the column is on
-            if not inside:
-                bounds[n] = base
-                n += 1
-            bounds[n] = base + rows
-            n += 1
-            continue
-        for j in range(segments):
-            first, stop = seg_begin[j], seg_begin[j + 1]
+        carried, carried_segment = zero, np.int64(-2)
+        for step in range(steps):
+            j = walk_segment[step]
+            first = seg_begin[j]
+            if walk_kind[step] != 0:  # cells of one sign up to the next step
+                positive = walk_kind[step] > 0
+                bounds[n] = base + first
+                n += positive != inside
+                inside = positive
+                continue
+            stop = seg_begin[j + 1]
             length = stop - first
-            lo = column[seg_lo[j]]
-            hi = column[seg_hi[j]]
+            # Consecutive mixed cells share a grid row, whose value the previous one computed.
+            reuse = j == carried_segment + 1 and follows[j]
+            lo = carried if reuse else left[seg_lo[j]] * wl + right[seg_lo[j]] * wx
+            hi = left[seg_hi[j]] * wl + right[seg_hi[j]] * wx
+            carried, carried_segment = hi, j
             lo_positive = lo > zero
             hi_positive = hi > zero
-            if careful and not ((abs(lo) > tiny and abs(hi) > tiny) or (not lo_positive and not hi_positive)):
+            if not ((abs(lo) > tiny and abs(hi) > tiny) or (not lo_positive and not hi_positive)):  # near 0, NaN
                 for y in range(first, stop):
                     w = row_w[y]
                     positive = lo * (one - w) + hi * w > zero
@@ -120,10 +140,9 @@ def _sign_changes(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, co
                     inside = positive
                 continue
             if lo_positive == hi_positive:  # the whole segment has one sign
-                if lo_positive != inside:
-                    bounds[n] = base + first
-                    n += 1
-                    inside = lo_positive
+                bounds[n] = base + first
+                n += lo_positive != inside
+                inside = lo_positive
                 continue
             # Opposite signs: guess the first row past the zero of the linear interpolation, then step until
             # the per-pixel arithmetic agrees that it is the first row whose sign differs from lo's.
@@ -170,13 +189,14 @@ def _proto_logits_t(protos_t: np.ndarray, coefficients: np.ndarray, col0: int, c
     """One instance's logits on the proto grid, transposed, for grid columns [col0, col1) and rows [row0, row1):
     (col1 - col0, row1 - row0) float32, summed over the prototypes in order (the NumPy fallback's order)."""
     out = np.zeros((col1 - col0, row1 - row0), np.float32)
-    for k in range(protos_t.shape[0]):
-        weight = coefficients[k]
-        for c in range(col1 - col0):
-            source = protos_t[k, col0 + c]
-            target = out[c]
+    # Column by column, so that the column being summed stays in the L1 cache over the prototypes.
+    for c in range(col1 - col0):
+        target = out[c]
+        for k in range(protos_t.shape[0]):
+            weight = coefficients[k]
+            source = protos_t[k, col0 + c, row0:row1]
             for r in range(row1 - row0):
-                target[r] = target[r] + weight * source[row0 + r]
+                target[r] = target[r] + weight * source[r]
     return out
 
 
