@@ -4,9 +4,11 @@ matmul GFLOP/s.
 
     python benchmarks/run.py                      # s, x and n84 models, fp32 and bf16, both images
     python benchmarks/run.py --models s --precisions fp32 --images sa_8776.jpg --repeat 5
+    python benchmarks/run.py --checkpoint s-trained=runs/s20/weights/last.safetensors   # plus a model of our own
 
-Each (model, precision, image) runs in its own process so that its peak RSS is its own. Prints a markdown table and writes
-JSON (default out/benchmarks.json). Needs ../shared/fixtures (or $FASTSAM_SHARED).
+Each (model, precision, image) runs in its own process so that its peak RSS is its own; the matmul is timed
+before each pass of the network, in that process (this VM's speed drifts within minutes). Prints a markdown table
+and writes JSON (default out/benchmarks.json). Needs ../shared/fixtures (or $FASTSAM_SHARED).
 """
 
 from __future__ import annotations
@@ -36,20 +38,33 @@ MODELS = {
 }
 # Confidence per model: the trained 80-class checkpoint needs a low one to find instances on these images.
 CONF = {"s": 0.4, "x": 0.4, "n84": 0.01}
+# Checkpoints given with --checkpoint NAME=PATH (weakly trained models of our own) score low: default confidence.
+CHECKPOINT_CONF = 0.001
 
 
-def matmul_gflops(size: int = 2048, repeat: int = 10) -> float:
-    """Attainable fp32 GFLOP/s: the best of ``repeat`` (size x size) @ (size x size) products."""
+MATMUL_SIZE = 2048
+MATMULS_PER_PASS = 3  # the best of these, timed just before each pass, is that pass's attainable GFLOP/s
+
+
+def best_matmul_seconds(a, b, repeat: int) -> float:
+    """The fastest of ``repeat`` products a @ b, in seconds."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    return best
+
+
+def matmul_gflops(size: int = MATMUL_SIZE, repeat: int = 10) -> float:
+    """Attainable fp32 GFLOP/s: the best of ``repeat`` (size x size) @ (size x size) products."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    return 2 * size**3 / best_matmul_seconds(a, b, repeat) / 1e9
 
 
 def network_flops(model, input_size: tuple[int, int]) -> float:
@@ -77,13 +92,15 @@ def network_flops(model, input_size: tuple[int, int]) -> float:
     return float(total)
 
 
-def _load(model_key: str):
+def _load(model_key: str, checkpoints: dict[str, str]):
     import torch
 
     from fastsam.model import load_weights
     from fastsam.model.config import YoloV8SegConfig
     from fastsam.model.yolov8_seg import YoloV8Seg
 
+    if model_key in checkpoints:
+        return load_weights(checkpoints[model_key])
     if model_key == "s":
         return load_weights(FIXTURES / "fastsam-s-parity.pt")
     if model_key == "n84":
@@ -92,8 +109,11 @@ def _load(model_key: str):
     return YoloV8Seg(YoloV8SegConfig.from_scale("x", reg_max=26)).eval()
 
 
-def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision: str = "fp32") -> dict:
-    """One configuration, in this process: stage medians, prompt latencies, FLOPs and peak RSS."""
+def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision: str = "fp32",
+            checkpoints: dict[str, str] | None = None, checkpoint_conf: float = CHECKPOINT_CONF) -> dict:
+    """One configuration, in this process: stage medians, prompt latencies, FLOPs and peak RSS. Matmuls are timed
+    right before each pass, so that the network's share of the attainable GFLOP/s compares adjacent moments
+    (this VM's speed drifts by up to 1.5x within minutes)."""
     import numpy as np
     import torch
 
@@ -101,12 +121,16 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
     from fastsam.inference.predictor import Predictor
     from fastsam.io.export import write_coco_json
 
+    checkpoints = checkpoints or {}
+    conf = checkpoint_conf if model_key in checkpoints else CONF[model_key]
     image = FIXTURES / "images" / image_name
-    model = _load(model_key)
-    predictor = Predictor(model, imgsz=imgsz, conf=CONF[model_key], precision=precision)
-    runs = []
+    model = _load(model_key, checkpoints)
+    predictor = Predictor(model, imgsz=imgsz, conf=conf, precision=precision)
+    matmul_a, matmul_b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+    runs, matmul_seconds = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(repeat + 1):  # the first run warms up (kernel compilation, allocator)
+            matmul_seconds.append(best_matmul_seconds(matmul_a, matmul_b, MATMULS_PER_PASS))
             start = time.perf_counter()
             result = predictor(image, keep_image=False)
             encode_start = time.perf_counter()
@@ -136,18 +160,23 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
     if precision != "fp32":  # masks against the fp32 network's, matched one-to-one
         from fastsam.eval.matching import matched_mask_ious
 
-        reference = Predictor(_load(model_key), imgsz=imgsz, conf=CONF[model_key])(image, keep_image=False)
+        reference = Predictor(_load(model_key, checkpoints), imgsz=imgsz, conf=conf)(image, keep_image=False)
         ious = matched_mask_ious([m.to_coco() for m in result.rles], [m.to_coco() for m in reference.rles])
         agreement = {"mean_matched_iou": float(ious.mean()) if ious.size else 1.0,
                      "instances_fp32": len(reference)}
     input_size = plan_letterbox((h, w), imgsz).input_size
-    flops = network_flops(_load(model_key).eval().fuse(), input_size)
+    flops = network_flops(_load(model_key, checkpoints).eval().fuse(), input_size)
+    matmul_flop = 2 * MATMUL_SIZE**3
+    # Pass by pass (warm-up excluded): the network's GFLOP/s over the matmul's measured just before it.
+    shares = [flops / r["network"] / (matmul_flop / m) for r, m in zip(runs, matmul_seconds[1:])]
     return {
         "model": model_key, "precision": precision, "agreement": agreement, "image": image_name, "image_size": [h, w], "input_size": list(input_size),
         "instances": len(result), "seconds": seconds,
         "post_over_network": (seconds["nms"] + seconds["masks"] + seconds["encode"]) / seconds["network"],
         "prompt_ms": {"point_median": statistics.median(point_ms), "box_median": statistics.median(box_ms)},
         "network_gflop": flops / 1e9, "network_gflops": flops / 1e9 / seconds["network"],
+        "matmul_gflops": statistics.median(matmul_flop / m for m in matmul_seconds[1:]) / 1e9,
+        "network_share_of_matmul": statistics.median(shares),
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "peak_rss_mb": peak_rss_mb,
         "threads": torch.get_num_threads(),
@@ -156,7 +185,13 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS),
+                        help=f"of {', '.join(MODELS)} and the names given with --checkpoint")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
+                        help="also measure this checkpoint as model NAME, e.g. a FastSAM-s architecture trained with "
+                             "`fastsam train --scale s`")
+    parser.add_argument("--checkpoint-conf", type=float, default=CHECKPOINT_CONF,
+                        help="confidence threshold for --checkpoint models (weakly trained ones score low)")
     parser.add_argument("--images", nargs="+", default=["dogs.jpg", "sa_8776.jpg"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--imgsz", type=int, default=1024)
@@ -164,8 +199,22 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=REPO / "out" / "benchmarks.json")
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "IMAGE", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    checkpoints = {}
+    for item in args.checkpoint:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            parser.error(f"--checkpoint takes NAME=PATH, got {item!r}")
+        if name in MODELS:
+            parser.error(f"--checkpoint name {name!r} is taken by a built-in model")
+        if not Path(path).is_file():
+            parser.error(f"--checkpoint {name}: no file {path}")
+        checkpoints[name] = str(Path(path).resolve())
+    unknown = [m for m in args.models if m not in MODELS and m not in checkpoints]
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}: use {', '.join(MODELS)} or a --checkpoint NAME")
     if args.one:  # child process: one configuration, JSON on stdout
-        print(json.dumps(measure(args.one[0], args.one[1], args.repeat, args.imgsz, args.one[2])))
+        print(json.dumps(measure(args.one[0], args.one[1], args.repeat, args.imgsz, args.one[2], checkpoints,
+                                 args.checkpoint_conf)))
         return
     if not (FIXTURES / "fastsam-s-parity.pt").is_file():
         sys.exit(f"benchmarks need the fixtures in {FIXTURES} (set FASTSAM_SHARED)")
@@ -174,20 +223,24 @@ def main() -> None:
 
     attainable = matmul_gflops()
     rows = []
-    for model_key in args.models:
+    models = list(dict.fromkeys([*args.models, *(name for name in checkpoints if name not in args.models)]))
+    for model_key in models:
         for precision in args.precisions:
             for image_name in args.images:
                 done = subprocess.run([sys.executable, __file__, "--one", model_key, image_name, precision,
-                                       "--repeat", str(args.repeat), "--imgsz", str(args.imgsz)],
+                                       "--repeat", str(args.repeat), "--imgsz", str(args.imgsz),
+                                       *(f"--checkpoint={name}={path}" for name, path in checkpoints.items()),
+                                       "--checkpoint-conf", str(args.checkpoint_conf)],
                                       capture_output=True, text=True)
                 if done.returncode:
                     sys.exit(done.stderr)
                 rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; attainable fp32 matmul {attainable:.0f} GFLOP/s\n")
+          f"{torch.get_num_threads()} threads; attainable fp32 matmul {attainable:.0f} GFLOP/s (best of 10 at the start; "
+          f"each row's share is against the {MATMUL_SIZE}^3 matmul timed before each of its passes)\n")
     print("| model | precision | image | instances | " + " | ".join(STAGES) + " | total | post / network | point "
-          "| box | network GFLOP/s (% of matmul) | mask IoU vs fp32 | peak RSS |")
+          "| box | network GFLOP/s (% of matmul GFLOP/s) | mask IoU vs fp32 | peak RSS |")
     print("|" + "---|" * (len(STAGES) + 11))
     for r in rows:
         s = r["seconds"]
@@ -196,9 +249,11 @@ def main() -> None:
         print(f"| {r['model']} | {r['precision']} | {r['image']} | {r['instances']} | {cells} | {s['total']:.2f} s | "
               f"{r['post_over_network'] * 100:.0f}% | {r['prompt_ms']['point_median']:.2f} ms | "
               f"{r['prompt_ms']['box_median']:.2f} ms | {r['network_gflops']:.0f} "
-              f"({r['network_gflops'] / attainable * 100:.0f}%) | {iou} | {r['peak_rss_mb']:.0f} MB |")
+              f"({r['network_share_of_matmul'] * 100:.0f}% of {r['matmul_gflops']:.0f}) | {iou} | "
+              f"{r['peak_rss_mb']:.0f} MB |")
     report = {"attainable_gflops": attainable, "torch": torch.__version__, "cores": os.cpu_count(),
-              "models": {k: MODELS[k] for k in args.models}, "repeat": args.repeat, "imgsz": args.imgsz, "rows": rows}
+              "models": {k: MODELS.get(k, f"checkpoint {checkpoints.get(k)}, conf {args.checkpoint_conf}")
+                         for k in models}, "repeat": args.repeat, "imgsz": args.imgsz, "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.json}")

@@ -64,7 +64,9 @@ class Predictor:
     The model is switched to eval mode and its batch norms are fused in place. ``precision='bf16'`` runs the
     network in bfloat16 (see :mod:`fastsam.inference.precision`): faster on CPUs with AVX512-BF16/AMX, masks
     close to but not identical with fp32. ``keep_prototypes`` keeps each result's prototypes and coefficients
-    (``result.prototypes``) for mask probabilities, e.g. for edge maps.
+    (``result.prototypes``) for mask probabilities, e.g. for edge maps. The first Predictor of a process raises
+    glibc's malloc thresholds so that passes reuse freed memory (:mod:`fastsam.inference.allocator`; set
+    ``FASTSAM_KEEP_FREED_MEMORY=0`` to opt out).
     """
 
     def __init__(self, model: Union[YoloV8Seg, Backend], device: str | torch.device = "cpu", imgsz: int = 1024,
