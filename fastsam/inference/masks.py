@@ -45,6 +45,11 @@ def _pixel_span(lo: float, hi: float, limit: int) -> tuple[int, int]:
     return max(0, math.ceil(lo)), min(limit, math.ceil(hi))
 
 
+#: Chunks of instances per thread in :meth:`PrototypeMasks.encode_all` (measured on sa_8776 with 2 threads:
+#: trained n84 masks 26 -> 22 ms with 8 chunks instead of 2, the same for noisy ones).
+CHUNKS_PER_THREAD = 8
+
+
 class PrototypeMasks:
     """Renders instance masks from mask prototypes and per-instance coefficients.
 
@@ -202,12 +207,14 @@ class PrototypeMasks:
             return [self.encode(i) for i in range(len(self))]
         if threads == 1 or len(self) < 2 * threads:
             return self._compiled_retina(0, len(self))
-        # Contiguous chunks of about equal box area, so that each thread gets a similar amount of work.
+        # Contiguous chunks of about equal box area, CHUNKS_PER_THREAD per thread: an instance's cost follows its
+        # mask's boundary more than its box, so threads that finish early take the next chunk.
+        pieces = CHUNKS_PER_THREAD * threads
         boxes = self.image_boxes
         area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None) + 1.0
         cuts = np.searchsorted(np.cumsum(area, dtype=np.float64), np.sum(area, dtype=np.float64) *
-                               np.arange(1, threads) / threads)
+                               np.arange(1, pieces) / pieces)
         bounds = [0, *sorted({int(c) for c in cuts if 0 < c < len(self)}), len(self)]
-        with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
+        with ThreadPoolExecutor(max_workers=min(threads, len(bounds) - 1)) as pool:
             parts = pool.map(lambda k: self._compiled_retina(bounds[k], bounds[k + 1]), range(len(bounds) - 1))
             return [mask for part in parts for mask in part]
