@@ -50,10 +50,13 @@ class SegmentationResult:
 
     @cached_property
     def run_table(self) -> RunTable:
-        """Every instance's runs in one table (built on first use), for prompts over many instances."""
+        """Every instance's runs in one table (built on first use), for prompts over many instances. Once it is
+        built, ``rles`` hold views of it, so that the result keeps its runs once."""
         if not self.rles:
             return RunTable.empty(*self.image_size)
-        return RunTable.from_masks(self.rles)
+        table = RunTable.from_masks(self.rles)
+        self.rles[:] = [table.mask(i) for i in range(len(table))]
+        return table
 
     @cached_property
     def mask_bounds(self) -> np.ndarray:

@@ -216,8 +216,6 @@ def paint(masks: Sequence[RunLengthMask], adds: Sequence[bool]) -> RunLengthMask
     False erases them."""
     if not masks:
         raise ValueError("paint needs at least one mask")
-    if len(adds) != len(masks):
-        raise ValueError(f"{len(masks)} masks but {len(adds)} add/erase flags")
     return RunTable.from_masks(masks).paint(np.arange(len(masks)), adds)
 
 

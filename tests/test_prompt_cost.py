@@ -73,3 +73,22 @@ def test_box_prompts_pick_the_best_iou_of_every_instance(crowded):
         ious = np.where(union > 0, inside / union, np.float32(0))
         picked = result.prompt(boxes=[[x1, y1, x2, y2]]).instance_ids[0]
         assert picked == int(np.argmax(ious)), (x1, y1, x2, y2)
+
+
+def test_point_prompts_keep_the_runs_once_and_match_per_point_rule(crowded):
+    # The run table the point prompts use replaces the masks' arrays (views of it): the same pixels, held once.
+    predictor, _ = crowded
+    result = predictor(FIXTURES / "images" / "000000000009.jpg")
+    before = [(r.starts.copy(), r.ends.copy()) for r in result.rles]
+    xs, ys = np.array([178, 541, 144]), np.array([280, 328, 389])
+    picks = result.prompt(points=np.stack((xs, ys), 1), per_point=True)
+    table = result.run_table
+    for mask, (starts, ends) in zip(result.rles, before):
+        np.testing.assert_array_equal(mask.starts, starts)
+        np.testing.assert_array_equal(mask.ends, ends)
+        assert np.shares_memory(mask.starts, table.starts)
+    # Per point: the smallest instance holding it (no background points here).
+    for k, index in enumerate(picks.instance_ids):
+        holders = [n for n, r in enumerate(result.rles) if r.contains(xs[k:k + 1], ys[k:k + 1])[0]]
+        assert index == min(holders, key=lambda n: (result.areas[n], n))
+        np.testing.assert_array_equal(picks.masks[k].starts, result.rles[index].starts)
