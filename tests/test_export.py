@@ -82,6 +82,10 @@ def test_parallel_encoding_gives_the_serial_annotations(monkeypatch: pytest.Monk
     rng = np.random.default_rng(6)
     selection = _selection([rng.random((H, W)) < 0.5 for _ in range(9)] + _masks())
     serial = export.to_coco_annotations(selection)
+    for annotation, mask in zip(serial, selection.masks):  # the batched fields are each mask's own
+        x1, y1, x2, y2 = mask.bbox()
+        assert annotation["segmentation"] == mask.to_coco() and annotation["area"] == mask.area
+        assert annotation["bbox"] == [x1, y1, x2 - x1, y2 - y1]
     monkeypatch.setattr(export, "PARALLEL_RUNS", 0)  # every selection counts as large
     monkeypatch.setattr(export.os, "cpu_count", lambda: 3)
     assert export.to_coco_annotations(selection) == serial

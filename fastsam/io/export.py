@@ -20,7 +20,8 @@ import numpy as np
 
 from fastsam.errors import InvalidInputError
 from fastsam.prompts.selection import Selection
-from fastsam.rle import RunLengthMask
+from fastsam import rle_kernels
+from fastsam.rle import RunLengthMask, RunTable
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -144,20 +145,34 @@ PARALLEL_RUNS = 100_000
 
 
 def _mask_fields(masks: list[RunLengthMask]) -> list[tuple[dict, int, list[float]]]:
-    """(COCO RLE, area, xywh bbox) of each mask, in order (none for none). With many runs (noisy masks:
-    megabytes of counts) the masks are split into one contiguous chunk per core, of similar run counts, encoded
-    in parallel: the compiled string builder releases the GIL. One task per chunk, not per mask: per-task
-    overhead would eat the gain."""
-    def fields(chunk: list[RunLengthMask]) -> list[tuple[dict, int, list[float]]]:
-        return [(mask.to_coco(), int(mask.area), _xywh(mask)) for mask in chunk]
-
+    """(COCO RLE, area, xywh bbox) of each mask, in order (none for none). The masks' runs go into one table and
+    through one compiled call (strings, areas, boxes: no per-mask Python work but building the results); with
+    many runs (noisy masks: megabytes of counts) the table is split into one contiguous chunk of masks per core,
+    of similar run counts, computed in parallel (the call releases the GIL)."""
+    if not masks:
+        return []
+    table = RunTable.from_masks(masks)
+    height, width = table.height, table.width
+    runs = table.starts.size
     workers = min(os.cpu_count() or 1, len(masks))
-    runs = np.cumsum([mask.starts.size for mask in masks], dtype=np.int64)
-    if workers < 2 or runs[-1] < PARALLEL_RUNS:
-        return fields(masks)
-    cuts = [0, *np.searchsorted(runs, runs[-1] * np.arange(1, workers) / workers).tolist(), len(masks)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        chunks = pool.map(fields, [masks[a:b] for a, b in zip(cuts[:-1], cuts[1:])])
+    cuts = [0, len(masks)]
+    if workers > 1 and runs >= PARALLEL_RUNS:
+        inner = np.searchsorted(table.offsets, runs * np.arange(1, workers) / workers).tolist()
+        cuts = [0, *sorted({int(c) for c in inner if 0 < c < len(masks)}), len(masks)]
+
+    def fields(first: int, stop: int) -> list[tuple[dict, int, list[float]]]:
+        chars, char_offsets, areas, boxes = rle_kernels.coco_fields(
+            table.starts, table.ends, table.offsets, first, stop, height, height * width)
+        text = chars.tobytes().decode("ascii")
+        bounds = char_offsets.tolist()
+        return [({"size": [height, width], "counts": text[a:b]}, area, [float(x1), float(y1), float(x2 - x1),
+                                                                         float(y2 - y1)])
+                for a, b, area, (x1, y1, x2, y2) in zip(bounds[:-1], bounds[1:], areas.tolist(), boxes.tolist())]
+
+    if len(cuts) == 2:
+        return fields(0, len(masks))
+    with ThreadPoolExecutor(max_workers=len(cuts) - 1) as pool:
+        chunks = pool.map(fields, cuts[:-1], cuts[1:])
         return [entry for chunk in chunks for entry in chunk]
 
 
