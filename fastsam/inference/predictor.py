@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from fastsam.errors import InvalidInputError
-from fastsam.inference.allocator import keep_freed_memory
 from fastsam.inference.letterbox import Letterbox, apply_letterbox, plan_letterbox
 from fastsam.inference.masks import PrototypeMasks
 from fastsam.inference.postprocess import (
@@ -64,9 +63,7 @@ class Predictor:
     The model is switched to eval mode and its batch norms are fused in place. ``precision='bf16'`` runs the
     network in bfloat16 (see :mod:`fastsam.inference.precision`): faster on CPUs with AVX512-BF16/AMX, masks
     close to but not identical with fp32. ``keep_prototypes`` keeps each result's prototypes and coefficients
-    (``result.prototypes``) for mask probabilities, e.g. for edge maps. The first Predictor of a process raises
-    glibc's malloc thresholds so that passes reuse freed memory (:mod:`fastsam.inference.allocator`; set
-    ``FASTSAM_KEEP_FREED_MEMORY=0`` to opt out).
+    (``result.prototypes``) for mask probabilities, e.g. for edge maps.
     """
 
     def __init__(self, model: Union[YoloV8Seg, Backend], device: str | torch.device = "cpu", imgsz: int = 1024,
@@ -74,7 +71,6 @@ class Predictor:
                  max_pixels: int = DEFAULT_MAX_PIXELS, precision: str = "fp32", keep_prototypes: bool = False) -> None:
         check_settings(imgsz, conf, iou, max_det)
         self.precision = check_precision(precision)
-        keep_freed_memory()
         self.device = torch.device(device)
         if isinstance(model, YoloV8Seg):
             # Folding batch norms into convolutions is what the original does at load time too.
