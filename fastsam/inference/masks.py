@@ -9,13 +9,13 @@ proto columns. No full-resolution tensor for N instances is ever built.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 import torch
 
 from fastsam.inference.runs_kernel import proto_logits_t, retina_runs, threshold_runs
+from fastsam.parallel import map_in_chunks
 from fastsam.rle import RunLengthMask
 
 
@@ -200,21 +200,14 @@ class PrototypeMasks:
 
     def encode_all(self, threads: int | None = None) -> list[RunLengthMask]:
         """Every instance's run-length mask, in order. Compiled, at image resolution, the instances are split
-        into ``threads`` (default: torch's thread count) chunks of similar cost, run in parallel (the kernel
-        releases the GIL); otherwise one instance at a time."""
+        into contiguous chunks of similar box area, CHUNKS_PER_THREAD per thread (default: torch's thread count),
+        run in parallel (the kernel releases the GIL); otherwise one instance at a time."""
         threads = torch.get_num_threads() if threads is None else max(1, int(threads))
         if not (self.compiled and self.retina):
             return [self.encode(i) for i in range(len(self))]
-        if threads == 1 or len(self) < 2 * threads:
-            return self._compiled_retina(0, len(self))
-        # Contiguous chunks of about equal box area, CHUNKS_PER_THREAD per thread: an instance's cost follows its
-        # mask's boundary more than its box, so threads that finish early take the next chunk.
-        pieces = CHUNKS_PER_THREAD * threads
+        # More chunks than threads: an instance's cost follows its mask's boundary more than its box, so threads
+        # that finish early take the next chunk.
+        pieces = CHUNKS_PER_THREAD * threads if len(self) >= 2 * threads else 1
         boxes = self.image_boxes
         area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None) + 1.0
-        cuts = np.searchsorted(np.cumsum(area, dtype=np.float64), np.sum(area, dtype=np.float64) *
-                               np.arange(1, pieces) / pieces)
-        bounds = [0, *sorted({int(c) for c in cuts if 0 < c < len(self)}), len(self)]
-        with ThreadPoolExecutor(max_workers=min(threads, len(bounds) - 1)) as pool:
-            parts = pool.map(lambda k: self._compiled_retina(bounds[k], bounds[k + 1]), range(len(bounds) - 1))
-            return [mask for part in parts for mask in part]
+        return map_in_chunks(self._compiled_retina, area, pieces, threads)

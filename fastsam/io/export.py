@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Union
 
 import cv2
 import numpy as np
 
-from fastsam.errors import InvalidInputError
-from fastsam.prompts.selection import Selection
 from fastsam import rle_kernels
+from fastsam.errors import InvalidInputError
+from fastsam.parallel import map_in_chunks
+from fastsam.prompts.selection import Selection
 from fastsam.rle import RunLengthMask, RunTable
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -130,8 +130,8 @@ def _coco_json_text(document: dict, allow_nan: bool = False) -> str:
     return "".join(pieces)
 
 
-def _xywh(mask: RunLengthMask) -> list[float]:
-    x1, y1, x2, y2 = mask.bbox()
+def _xywh(x1: int, y1: int, x2: int, y2: int) -> list[float]:
+    """COCO's [x, y, w, h] of a box given by its corners (exclusive max corner)."""
     return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
 
 
@@ -153,27 +153,18 @@ def _mask_fields(masks: list[RunLengthMask]) -> list[tuple[dict, int, list[float
         return []
     table = RunTable.from_masks(masks)
     height, width = table.height, table.width
-    runs = table.starts.size
-    workers = min(os.cpu_count() or 1, len(masks))
-    cuts = [0, len(masks)]
-    if workers > 1 and runs >= PARALLEL_RUNS:
-        inner = np.searchsorted(table.offsets, runs * np.arange(1, workers) / workers).tolist()
-        cuts = [0, *sorted({int(c) for c in inner if 0 < c < len(masks)}), len(masks)]
 
     def fields(first: int, stop: int) -> list[tuple[dict, int, list[float]]]:
         chars, char_offsets, areas, boxes = rle_kernels.coco_fields(
             table.starts, table.ends, table.offsets, first, stop, height, height * width)
         text = chars.tobytes().decode("ascii")
         bounds = char_offsets.tolist()
-        return [({"size": [height, width], "counts": text[a:b]}, area, [float(x1), float(y1), float(x2 - x1),
-                                                                         float(y2 - y1)])
-                for a, b, area, (x1, y1, x2, y2) in zip(bounds[:-1], bounds[1:], areas.tolist(), boxes.tolist())]
+        return [({"size": [height, width], "counts": text[a:b]}, area, _xywh(*box))
+                for a, b, area, box in zip(bounds[:-1], bounds[1:], areas.tolist(), boxes.tolist())]
 
-    if len(cuts) == 2:
-        return fields(0, len(masks))
-    with ThreadPoolExecutor(max_workers=len(cuts) - 1) as pool:
-        chunks = pool.map(fields, cuts[:-1], cuts[1:])
-        return [entry for chunk in chunks for entry in chunk]
+    workers = os.cpu_count() or 1
+    pieces = workers if table.starts.size >= PARALLEL_RUNS else 1
+    return map_in_chunks(fields, np.diff(table.offsets), pieces, workers)
 
 
 def to_coco_annotations(selection: Selection | Any, image_id: int = 1, category_id: int = 1,
@@ -335,7 +326,7 @@ def to_polygon_annotations(selection: Selection | Any, min_area: float = 0.0) ->
             "prompt": str(prompt),
             "score": float(score),
             "area": int(mask.area),
-            "bbox": _xywh(mask),
+            "bbox": _xywh(x1, y1, x2, y2),
             "polygons": polygons,
         })
     return annotations
