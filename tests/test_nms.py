@@ -9,10 +9,11 @@ from fastsam.inference.nms import box_iou, nms
 
 
 def reference_nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> list[int]:
+    # torchvision's rule: suppressed when an IoU with a kept box is > threshold (a NaN IoU suppresses nothing).
     order = torch.sort(scores, descending=True, stable=True).indices.tolist()
     keep: list[int] = []
     for i in order:
-        if all(float(box_iou(boxes[k], boxes[i:i + 1])[0]) <= threshold for k in keep):
+        if not keep or not bool((box_iou(boxes[i], boxes[keep]) > threshold).any()):
             keep.append(i)
     return keep
 
@@ -35,3 +36,28 @@ def test_empty_and_bad_shapes():
     assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).numel() == 0
     with pytest.raises(ValueError):
         nms(torch.zeros(3, 5), torch.zeros(3), 0.5)
+
+
+def test_empty_boxes_at_one_spot_are_both_kept():
+    # Their union is zero: the IoU is NaN (0 / 0) as in torch, which suppresses nothing.
+    boxes = torch.tensor([[5.0, 5.0, 5.0, 5.0], [5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    assert nms(boxes, scores, 0.5).tolist() == reference_nms(boxes, scores, 0.5) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("threshold", [0.9, 0.5])
+def test_many_candidates_match_reference(threshold):
+    # Thousands of jittered copies of a few hundred boxes, as at conf 0.001: the vectorised loop over every later
+    # box (suppressed ones included) must keep exactly what the greedy reference keeps, in order.
+    gen = torch.Generator().manual_seed(4)
+    centres = torch.rand(300, 2, generator=gen) * 1000
+    sizes = torch.rand(300, 2, generator=gen) * 400 + 2
+    pick = torch.randint(0, 300, (3000,), generator=gen)
+    centre = centres[pick] + torch.randn(3000, 2, generator=gen) * 3
+    size = sizes[pick] * (0.95 + 0.1 * torch.rand(3000, 2, generator=gen))
+    boxes = torch.cat((centre - size / 2, centre + size / 2), 1)
+    scores = torch.rand(3000, generator=gen)
+    expected = reference_nms(boxes, scores, threshold)
+    assert 100 < len(expected) < 3000
+    assert nms(boxes, scores, threshold).tolist() == expected
+    assert nms(boxes, scores, threshold, max_keep=150).tolist() == expected[:150]
