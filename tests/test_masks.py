@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fastsam.inference.masks import PrototypeMasks
-from fastsam.inference.runs_kernel import threshold_runs
+from fastsam.inference.runs_kernel import retina_runs, threshold_runs
 
 
 def _reference_retina(protos, coef, boxes, image_size):
@@ -146,6 +146,24 @@ def test_kernel_matches_tensor_path_on_smooth_masks(image_size, input_size):
     runs = sum(m.starts.size for m in fast.encode_all())
     columns = sum(max(0, int(b[2]) - int(b[0])) for b in boxes.tolist())
     assert runs < 3 * columns  # smooth indeed: a few runs per column
+
+
+@pytest.mark.skipif(threshold_runs is None, reason="numba not installed")
+def test_kernel_gives_the_same_runs_whatever_groups_its_logits_are_computed_in():
+    # Instances' logits are computed in groups that share reads of the prototypes (bounded by logit_cells);
+    # one instance per group, groups of a few, and all in one must give the same runs (the tests above compare
+    # the default grouping with the tensor path). Overlapping boxes, an empty one and one off the grid's left.
+    protos, coef, boxes, input_boxes = _case(12, (603, 1072), (576, 1024), n=12)
+    boxes[4] = torch.tensor([300.0, 200.0, 300.0, 400.0])
+    boxes[7] = torch.tensor([0.0, 0.0, 40.0, 603.0])
+    masks = PrototypeMasks(protos, coef, boxes, input_boxes, (576, 1024), (603, 1072), compiled=True)
+    args = (masks.protos_t, masks.coefficients, masks.image_boxes, masks.crop_top, masks.crop_left,
+            masks.crop_bottom - masks.crop_top, masks.crop_right - masks.crop_left, 603, 1072)
+    one_group = retina_runs(*args, 1 << 40)
+    assert one_group[2][5] - one_group[2][4] == 0 and one_group[0].size > 1000
+    for logit_cells in (1, 3000, 20000):
+        for got, expected in zip(retina_runs(*args, logit_cells), one_group):
+            np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.skipif(threshold_runs is None, reason="numba not installed")

@@ -184,20 +184,42 @@ def _threshold_runs(grid_t: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, 
 
 
 
+def _column_logits(protos_t: np.ndarray, coefficients: np.ndarray, column: int, row0: int, row1: int,
+                   target: np.ndarray) -> None:
+    """Adds one instance's logits at grid ``column``, rows [row0, row1), into ``target`` (zeros on entry),
+    summed over the prototypes in order (the NumPy fallback's order)."""
+    for k in range(protos_t.shape[0]):
+        weight = coefficients[k]
+        source = protos_t[k, column, row0:row1]
+        for r in range(row1 - row0):
+            target[r] = target[r] + weight * source[r]
+
+
 def _proto_logits_t(protos_t: np.ndarray, coefficients: np.ndarray, col0: int, col1: int, row0: int, row1: int
                     ) -> np.ndarray:
     """One instance's logits on the proto grid, transposed, for grid columns [col0, col1) and rows [row0, row1):
-    (col1 - col0, row1 - row0) float32, summed over the prototypes in order (the NumPy fallback's order)."""
+    (col1 - col0, row1 - row0) float32."""
     out = np.zeros((col1 - col0, row1 - row0), np.float32)
-    # Column by column, so that the column being summed stays in the L1 cache over the prototypes.
     for c in range(col1 - col0):
-        target = out[c]
-        for k in range(protos_t.shape[0]):
-            weight = coefficients[k]
-            source = protos_t[k, col0 + c, row0:row1]
-            for r in range(row1 - row0):
-                target[r] = target[r] + weight * source[r]
+        _column_logits(protos_t, coefficients, col0 + c, row0, row1, out[c])
     return out
+
+
+def _group_logits(protos_t: np.ndarray, coefficients: np.ndarray, ranges: np.ndarray, cell_offsets: np.ndarray,
+                  out: np.ndarray) -> None:
+    """Several instances' logits at once, as :func:`_proto_logits_t` gives them, into ``out`` (zeros): instance
+    i's (columns, rows) block, flattened, starts at cell_offsets[i]; ranges[i] = col0, col1, row0, row1 (an
+    empty column range for an instance without pixels). Grid column by grid column across the instances: one
+    column of every prototype is ~20 KB, read from memory once and then from the cache for every instance whose
+    box spans it, where instance by instance each would read all its box's prototype values from memory."""
+    first = ranges[:, 0].min()
+    stop = ranges[:, 1].max()
+    for c in range(first, stop):
+        for i in range(ranges.shape[0]):
+            col0, col1, row0, row1 = ranges[i, 0], ranges[i, 1], ranges[i, 2], ranges[i, 3]
+            if col0 <= c < col1:
+                start = cell_offsets[i] + (c - col0) * (row1 - row0)
+                _column_logits(protos_t, coefficients[i], c, row0, row1, out[start:start + row1 - row0])
 
 
 def _bilinear_taps_into(start: int, lower: np.ndarray, upper: np.ndarray, weight: np.ndarray, in_size: int,
@@ -217,9 +239,14 @@ def _bilinear_taps_into(start: int, lower: np.ndarray, upper: np.ndarray, weight
         weight[j] = np.float32(src - np.float32(lo))
 
 
+# Logits of a group of instances computed together (see _group_logits) are held at once: by default at most this
+# many grid cells (4 MiB), unless one instance needs more.
+LOGIT_CELLS = 1 << 20
+
+
 def _retina_runs(protos_t: np.ndarray, coefficients: np.ndarray, boxes: np.ndarray, crop_top: int,
-                 crop_left: int, crop_height: int, crop_width: int, height: int, width: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 crop_left: int, crop_height: int, crop_width: int, height: int, width: int,
+                 logit_cells: int = LOGIT_CELLS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every instance's mask at image resolution inside its box, as runs, in one call.
 
     protos_t: (nm, grid columns, grid rows) float32; coefficients: (N, nm) float32; boxes: (N, 4) float32 xyxy
@@ -238,40 +265,74 @@ def _retina_runs(protos_t: np.ndarray, coefficients: np.ndarray, boxes: np.ndarr
     starts = np.empty(capacity, np.int64)
     ends = np.empty(capacity, np.int64)
     bounds = np.empty(4096, np.int64)  # scratch for one instance's sign changes, reused
-    total = 0
+    # Each box's pixels (x0, x1, y0, y1) and the grid cells its taps read (col0, col1, row0, row1; none if empty).
+    spans = np.zeros((count, 4), np.int64)
+    ranges = np.zeros((count, 4), np.int64)
+    probe_lo, probe_hi, probe_w = np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.float32)
     for i in range(count):
         x0 = max(0, int(np.ceil(np.float64(boxes[i, 0]))))
         x1 = min(width, int(np.ceil(np.float64(boxes[i, 2]))))
         y0 = max(0, int(np.ceil(np.float64(boxes[i, 1]))))
         y1 = min(height, int(np.ceil(np.float64(boxes[i, 3]))))
+        spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3] = x0, x1, y0, y1
         if x1 <= x0 or y1 <= y0:
-            offsets[i + 1] = total
             continue
-        row_lo = np.empty(y1 - y0, np.int64)
-        row_hi = np.empty(y1 - y0, np.int64)
-        row_w = np.empty(y1 - y0, np.float32)
-        col_lo = np.empty(x1 - x0, np.int64)
-        col_hi = np.empty(x1 - x0, np.int64)
-        col_w = np.empty(x1 - x0, np.float32)
-        _bilinear_taps_into(y0, row_lo, row_hi, row_w, crop_height, height, crop_top)
-        _bilinear_taps_into(x0, col_lo, col_hi, col_w, crop_width, width, crop_left)
-        row0, row1 = row_lo[0], row_hi[-1] + 1
-        col0, col1 = col_lo[0], col_hi[-1] + 1
-        grid_t = _proto_logits_t(protos_t, coefficients[i], col0, col1, row0, row1)
-        needed = (x1 - x0) * (y1 - y0 + 1) + 2
-        if needed > bounds.shape[0]:
-            bounds = np.empty(max(needed, 2 * bounds.shape[0]), np.int64)
-        found = _sign_changes(grid_t, col_lo - col0, col_hi - col0, col_w, row_lo - row0, row_hi - row0, row_w,
-                              x0, y0, height, bounds) // 2
-        if total + found > starts.shape[0]:
-            grown = max(2 * starts.shape[0], total + found)
-            starts = np.concatenate((starts[:total], np.empty(grown - total, np.int64)))
-            ends = np.concatenate((ends[:total], np.empty(grown - total, np.int64)))
-        for r in range(found):
-            starts[total + r] = bounds[2 * r]
-            ends[total + r] = bounds[2 * r + 1]
-        total += found
-        offsets[i + 1] = total
+        # Taps never decrease along the output: the first pixel's lower tap and the last one's upper tap bound them.
+        _bilinear_taps_into(x0, probe_lo, probe_hi, probe_w, crop_width, width, crop_left)
+        ranges[i, 0] = probe_lo[0]
+        _bilinear_taps_into(x1 - 1, probe_lo, probe_hi, probe_w, crop_width, width, crop_left)
+        ranges[i, 1] = probe_hi[0] + 1
+        _bilinear_taps_into(y0, probe_lo, probe_hi, probe_w, crop_height, height, crop_top)
+        ranges[i, 2] = probe_lo[0]
+        _bilinear_taps_into(y1 - 1, probe_lo, probe_hi, probe_w, crop_height, height, crop_top)
+        ranges[i, 3] = probe_hi[0] + 1
+    cell_offsets = np.empty(count, np.int64)
+    total = 0
+    first = 0
+    while first < count:
+        # The next group of instances whose logits fit in logit_cells together (at least one): computed
+        # together, then turned into runs one instance at a time.
+        stop, cells = first, 0
+        while stop < count:
+            size = (ranges[stop, 1] - ranges[stop, 0]) * (ranges[stop, 3] - ranges[stop, 2])
+            if stop > first and cells + size > logit_cells:
+                break
+            cell_offsets[stop] = cells
+            cells += size
+            stop += 1
+        logits = np.zeros(cells, np.float32)
+        _group_logits(protos_t, coefficients[first:stop], ranges[first:stop], cell_offsets[first:stop], logits)
+        for i in range(first, stop):
+            x0, x1, y0, y1 = spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3]
+            if x1 <= x0 or y1 <= y0:
+                offsets[i + 1] = total
+                continue
+            row_lo = np.empty(y1 - y0, np.int64)
+            row_hi = np.empty(y1 - y0, np.int64)
+            row_w = np.empty(y1 - y0, np.float32)
+            col_lo = np.empty(x1 - x0, np.int64)
+            col_hi = np.empty(x1 - x0, np.int64)
+            col_w = np.empty(x1 - x0, np.float32)
+            _bilinear_taps_into(y0, row_lo, row_hi, row_w, crop_height, height, crop_top)
+            _bilinear_taps_into(x0, col_lo, col_hi, col_w, crop_width, width, crop_left)
+            col0, col1, row0, row1 = ranges[i, 0], ranges[i, 1], ranges[i, 2], ranges[i, 3]
+            start = cell_offsets[i]
+            grid_t = logits[start:start + (col1 - col0) * (row1 - row0)].reshape((col1 - col0, row1 - row0))
+            needed = (x1 - x0) * (y1 - y0 + 1) + 2
+            if needed > bounds.shape[0]:
+                bounds = np.empty(max(needed, 2 * bounds.shape[0]), np.int64)
+            found = _sign_changes(grid_t, col_lo - col0, col_hi - col0, col_w, row_lo - row0, row_hi - row0,
+                                  row_w, x0, y0, height, bounds) // 2
+            if total + found > starts.shape[0]:
+                grown = max(2 * starts.shape[0], total + found)
+                starts = np.concatenate((starts[:total], np.empty(grown - total, np.int64)))
+                ends = np.concatenate((ends[:total], np.empty(grown - total, np.int64)))
+            for r in range(found):
+                starts[total + r] = bounds[2 * r]
+                ends[total + r] = bounds[2 * r + 1]
+            total += found
+            offsets[i + 1] = total
+        first = stop
     if 2 * total < starts.shape[0]:  # mostly unused room: give it back
         return starts[:total].copy(), ends[:total].copy(), offsets
     return starts[:total], ends[:total], offsets
@@ -282,6 +343,8 @@ if njit is not None:
     _threshold_runs = threshold_runs = njit(cache=True, nogil=True)(_threshold_runs)
     _proto_logits_t = proto_logits_t = njit(cache=True, nogil=True)(_proto_logits_t)
     _bilinear_taps_into = njit(cache=True, nogil=True)(_bilinear_taps_into)
+    _column_logits = njit(cache=True, nogil=True)(_column_logits)
+    _group_logits = njit(cache=True, nogil=True)(_group_logits)
     retina_runs = njit(cache=True, nogil=True)(_retina_runs)
 else:  # pragma: no cover
     threshold_runs = proto_logits_t = retina_runs = None
