@@ -67,25 +67,28 @@ def anchor_grid(shapes: list[tuple[int, int]], device: torch.device, dtype: torc
 
 
 def dfl_expectation(box_logits: torch.Tensor, reg_max: int) -> torch.Tensor:
-    """Distribution focal loss decoding: (B, 4*reg_max, A) logits -> (B, 4, A) expected distances in bins."""
-    b, _, a = box_logits.shape
-    probs = box_logits.view(b, 4, reg_max, a).softmax(2)
-    bins = torch.arange(reg_max, device=box_logits.device, dtype=probs.dtype).view(1, 1, reg_max, 1)
-    return (probs * bins).sum(2)
+    """Distribution focal loss decoding: (..., 4*reg_max) logits -> (..., 4) expected distances in bins."""
+    probs = box_logits.unflatten(-1, (4, reg_max)).softmax(-1)
+    bins = torch.arange(reg_max, device=box_logits.device, dtype=probs.dtype)
+    return (probs * bins).sum(-1)
+
+
+def _anchor_major(levels: list[torch.Tensor]) -> torch.Tensor:
+    """Per-level maps (B, C, h, w) -> (B, A, C), anchors level by level, row-major within a level. For
+    channels-last maps (the inference layout) each level is a view and the concatenation the only copy."""
+    return torch.cat([t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, t.shape[1]) for t in levels], 1)
 
 
 def decode_predictions(out: HeadOutput, reg_max: int) -> torch.Tensor:
     """Head outputs -> (B, 4 + nc + nm, A): boxes as (cx, cy, w, h) in input pixels, class probabilities and
-    mask coefficients, anchors ordered level by level."""
-    b = out.protos.shape[0]
+    mask coefficients, anchors ordered level by level. Decoded anchor-major (each anchor's values contiguous,
+    as channels-last maps hold them); the result is a transposed view of that (B, A, 4 + nc + nm) tensor."""
     shapes = [tuple(t.shape[2:]) for t in out.box_logits]
-    box = torch.cat([t.reshape(b, t.shape[1], -1) for t in out.box_logits], 2)
-    cls = torch.cat([t.reshape(b, t.shape[1], -1) for t in out.class_logits], 2)
-    coef = torch.cat([t.reshape(b, t.shape[1], -1) for t in out.coefficients], 2)
+    box = _anchor_major(out.box_logits)
     points, strides = anchor_grid(shapes, box.device, box.dtype)  # (A, 2), (A, 1)
-    dist = dfl_expectation(box, reg_max)  # (B, 4, A): left, top, right, bottom
-    anchors = points.T.unsqueeze(0)
-    top_left = anchors - dist[:, :2]
-    bottom_right = anchors + dist[:, 2:]
-    xywh = torch.cat(((top_left + bottom_right) / 2, bottom_right - top_left), 1) * strides.T.unsqueeze(0)
-    return torch.cat((xywh, cls.sigmoid(), coef), 1)
+    dist = dfl_expectation(box, reg_max)  # (B, A, 4): left, top, right, bottom
+    top_left = points - dist[..., :2]
+    bottom_right = points + dist[..., 2:]
+    xywh = torch.cat(((top_left + bottom_right) / 2, bottom_right - top_left), -1) * strides
+    classes = _anchor_major(out.class_logits).sigmoid()
+    return torch.cat((xywh, classes, _anchor_major(out.coefficients)), -1).transpose(1, 2)
