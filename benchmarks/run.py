@@ -67,8 +67,12 @@ def matmul_gflops(size: int = MATMUL_SIZE, repeat: int = 10) -> float:
     return 2 * size**3 / best_matmul_seconds(a, b, repeat) / 1e9
 
 
-def network_flops(model, input_size: tuple[int, int]) -> float:
-    """Multiply-adds x 2 of every convolution for one (1, 3, H, W) input."""
+def network_flops(model, input_size: tuple[int, int], thop_convention: bool = False) -> float:
+    """Multiply-adds x 2 of every convolution for one (1, 3, H, W) input.
+
+    ``thop_convention`` counts a transposed convolution as thop (which Ultralytics' published GFLOPs use: 42.4
+    for FastSAM-s at 640) does, output pixels x input channels x kernel taps, i.e. 4x the real multiply-adds of
+    the prototype branch's 2x2 stride-2 upsampling: 6% more than the exact count for the s size."""
     import torch
     from torch import nn
 
@@ -79,7 +83,8 @@ def network_flops(model, input_size: tuple[int, int]) -> float:
         if isinstance(module, nn.ConvTranspose2d):
             c_in = inputs[0].shape[1]
             kh, kw = module.kernel_size
-            total += 2 * c_in * module.out_channels // module.groups * kh * kw * inputs[0].shape[2] * inputs[0].shape[3]
+            pixels = output.shape[2] * output.shape[3] if thop_convention else inputs[0].shape[2] * inputs[0].shape[3]
+            total += 2 * c_in * module.out_channels // module.groups * kh * kw * pixels
         else:
             c_out, c_in_g, kh, kw = module.weight.shape
             total += 2 * c_out * c_in_g * kh * kw * output.shape[2] * output.shape[3]
@@ -165,7 +170,9 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
         agreement = {"mean_matched_iou": float(ious.mean()) if ious.size else 1.0,
                      "instances_fp32": len(reference)}
     input_size = plan_letterbox((h, w), imgsz).input_size
-    flops = network_flops(_load(model_key, checkpoints).eval().fuse(), input_size)
+    fused = _load(model_key, checkpoints).eval().fuse()
+    flops = network_flops(fused, input_size)
+    flops_thop = network_flops(fused, input_size, thop_convention=True)
     matmul_flop = 2 * MATMUL_SIZE**3
     # Pass by pass (warm-up excluded): the network's GFLOP/s over the matmul's measured just before it.
     shares = [flops / r["network"] / (matmul_flop / m) for r, m in zip(runs, matmul_seconds[1:])]
@@ -177,6 +184,9 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
         "network_gflop": flops / 1e9, "network_gflops": flops / 1e9 / seconds["network"],
         "matmul_gflops": statistics.median(matmul_flop / m for m in matmul_seconds[1:]) / 1e9,
         "network_share_of_matmul": statistics.median(shares),
+        # The same share with the FLOP count behind Ultralytics' published GFLOPs (thop's; see network_flops).
+        "network_gflop_thop": flops_thop / 1e9,
+        "network_share_of_matmul_thop": statistics.median(shares) * flops_thop / flops,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "peak_rss_mb": peak_rss_mb,
         "threads": torch.get_num_threads(),
@@ -240,7 +250,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; attainable fp32 matmul {attainable:.0f} GFLOP/s (best of 10 at the start; "
           f"each row's share is against the {MATMUL_SIZE}^3 matmul timed before each of its passes)\n")
     print("| model | precision | image | instances | " + " | ".join(STAGES) + " | total | post / network | point "
-          "| box | network GFLOP/s (% of matmul GFLOP/s) | mask IoU vs fp32 | peak RSS |")
+          "| box | network GFLOP/s (% of matmul GFLOP/s) [% with Ultralytics' FLOP count] | mask IoU vs fp32 "
+          "| peak RSS |")
     print("|" + "---|" * (len(STAGES) + 11))
     for r in rows:
         s = r["seconds"]
@@ -249,7 +260,8 @@ def main() -> None:
         print(f"| {r['model']} | {r['precision']} | {r['image']} | {r['instances']} | {cells} | {s['total']:.2f} s | "
               f"{r['post_over_network'] * 100:.0f}% | {r['prompt_ms']['point_median']:.2f} ms | "
               f"{r['prompt_ms']['box_median']:.2f} ms | {r['network_gflops']:.0f} "
-              f"({r['network_share_of_matmul'] * 100:.0f}% of {r['matmul_gflops']:.0f}) | {iou} | "
+              f"({r['network_share_of_matmul'] * 100:.0f}% of {r['matmul_gflops']:.0f}) "
+              f"[{r['network_share_of_matmul_thop'] * 100:.0f}%] | {iou} | "
               f"{r['peak_rss_mb']:.0f} MB |")
     report = {"attainable_gflops": attainable, "torch": torch.__version__, "cores": os.cpu_count(),
               "models": {k: MODELS.get(k, f"checkpoint {checkpoints.get(k)}, conf {args.checkpoint_conf}")
