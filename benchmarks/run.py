@@ -97,6 +97,32 @@ def network_flops(model, input_size: tuple[int, int], thop_convention: bool = Fa
     return float(total)
 
 
+def layout_baseline(ours, plain, input_size: tuple[int, int], repeat: int) -> dict:
+    """Our fp32 network (channels-last) against the same fused network run as Ultralytics runs it on a CPU
+    (NCHW, eager, fused Conv+BN, inference mode), forward passes alternating, each after its own matmul timing.
+    Returns both medians in seconds and each one's median of seconds x matmul GFLOP/s (divide the network's
+    FLOPs by it for the share of the matmul)."""
+    import torch
+
+    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+    image = torch.rand(1, 3, *input_size)
+    times: dict[str, list[float]] = {"ours": [], "nchw": []}
+    scaled: dict[str, list[float]] = {"ours": [], "nchw": []}
+    with torch.inference_mode():
+        ours(image), plain(image)
+        for _ in range(repeat):
+            for name, net in (("ours", ours), ("nchw", plain)):
+                matmul = best_matmul_seconds(a, b, MATMULS_PER_PASS)
+                start = time.perf_counter()
+                net(image)
+                seconds = time.perf_counter() - start
+                times[name].append(seconds)
+                scaled[name].append(seconds * 2 * MATMUL_SIZE**3 / matmul)
+    return {"ours_seconds": statistics.median(times["ours"]), "nchw_seconds": statistics.median(times["nchw"]),
+            "ours_flop_seconds": statistics.median(scaled["ours"]),
+            "nchw_flop_seconds": statistics.median(scaled["nchw"])}
+
+
 def _load(model_key: str, checkpoints: dict[str, str]):
     import torch
 
@@ -171,6 +197,7 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
                      "instances_fp32": len(reference)}
     input_size = plan_letterbox((h, w), imgsz).input_size
     fused = _load(model_key, checkpoints).eval().fuse()
+    baseline = layout_baseline(predictor.model, fused, input_size, repeat) if precision == "fp32" else None
     flops = network_flops(fused, input_size)
     flops_thop = network_flops(fused, input_size, thop_convention=True)
     matmul_flop = 2 * MATMUL_SIZE**3
@@ -187,6 +214,8 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
         # The same share with the FLOP count behind Ultralytics' published GFLOPs (thop's; see network_flops).
         "network_gflop_thop": flops_thop / 1e9,
         "network_share_of_matmul_thop": statistics.median(shares) * flops_thop / flops,
+        "layout_baseline": baseline and {**baseline, "share_ours": flops / baseline["ours_flop_seconds"],
+                                         "share_nchw": flops / baseline["nchw_flop_seconds"]},
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "peak_rss_mb": peak_rss_mb,
         "threads": torch.get_num_threads(),
@@ -263,6 +292,17 @@ def main() -> None:
               f"({r['network_share_of_matmul'] * 100:.0f}% of {r['matmul_gflops']:.0f}) "
               f"[{r['network_share_of_matmul_thop'] * 100:.0f}%] | {iou} | "
               f"{r['peak_rss_mb']:.0f} MB |")
+    baselines = [r for r in rows if r.get("layout_baseline")]
+    if baselines:
+        print("\nfp32 network, ours (channels-last) against the same fused network in NCHW as Ultralytics runs it, "
+              "forward passes alternating (median):\n")
+        print("| model | image | ours | NCHW | speed-up | ours, % of matmul | NCHW, % of matmul |")
+        print("|---|---|---|---|---|---|---|")
+        for r in baselines:
+            b = r["layout_baseline"]
+            print(f"| {r['model']} | {r['image']} | {b['ours_seconds'] * 1000:.0f} ms | {b['nchw_seconds'] * 1000:.0f} ms "
+                  f"| {b['nchw_seconds'] / b['ours_seconds']:.2f}x | {b['share_ours'] * 100:.0f}% "
+                  f"| {b['share_nchw'] * 100:.0f}% |")
     report = {"attainable_gflops": attainable, "torch": torch.__version__, "cores": os.cpu_count(),
               "models": {k: MODELS.get(k, f"checkpoint {checkpoints.get(k)}, conf {args.checkpoint_conf}")
                          for k in models}, "repeat": args.repeat, "imgsz": args.imgsz, "rows": rows}
