@@ -61,3 +61,8 @@ def test_many_candidates_match_reference(threshold):
     assert 100 < len(expected) < 3000
     assert nms(boxes, scores, threshold).tolist() == expected
     assert nms(boxes, scores, threshold, max_keep=150).tolist() == expected[:150]
+    # Given best first (as select_detections does), with ties, it skips its own sort and keeps the same boxes.
+    scores = torch.round(scores * 20) / 20
+    order = torch.sort(scores, descending=True, stable=True).indices
+    expected = reference_nms(boxes[order], scores[order], threshold)
+    assert nms(boxes[order], scores[order], threshold).tolist() == expected

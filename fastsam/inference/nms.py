@@ -62,8 +62,12 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, max_kee
     """
     if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.shape != boxes.shape[:1]:
         raise ValueError(f"nms expects boxes (N, 4) and scores (N,), got {tuple(boxes.shape)} and {tuple(scores.shape)}")
-    order = torch.sort(scores, descending=True, stable=True).indices
-    sorted_boxes = np.ascontiguousarray(boxes[order].float().numpy())
+    if scores.numel() < 2 or bool((scores[:-1] >= scores[1:]).all()):  # already best first (the usual caller)
+        order = torch.arange(scores.numel())
+        sorted_boxes = np.ascontiguousarray(boxes.float().numpy())
+    else:
+        order = torch.sort(scores, descending=True, stable=True).indices
+        sorted_boxes = np.ascontiguousarray(boxes[order].float().numpy())
     limit = sorted_boxes.shape[0] if max_keep is None else max(0, int(max_keep))
     keep = _greedy_keep(sorted_boxes, limit, float(iou_threshold))
     return order[torch.from_numpy(keep)]

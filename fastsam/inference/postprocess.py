@@ -30,14 +30,15 @@ def select_detections(pred: torch.Tensor, num_classes: int, conf: float, iou: fl
     """pred (4 + nc + nm, A) for one image -> detections (boxes in network-input pixels), best first."""
     box_xywh, cls, coef = pred.split((4, num_classes, pred.shape[0] - 4 - num_classes), 0)
     score, _ = cls.max(0)
-    keep = score > conf
-    box_xywh, score, coef = box_xywh[:, keep].T, score[keep], coef[:, keep].T
-    xy, wh = box_xywh[:, :2], box_xywh[:, 2:]
-    boxes = torch.cat((xy - wh / 2, xy + wh / 2), 1)
+    candidates = torch.nonzero(score > conf).squeeze(1)  # anchors, in order: ties in score keep it
+    score = score[candidates]
     order = torch.sort(score, descending=True, stable=True).indices[:MAX_NMS_CANDIDATES]
-    boxes, score, coef = boxes[order], score[order], coef[order]
+    anchors, score = candidates[order], score[order]
+    xy, wh = box_xywh[:2, anchors].T, box_xywh[2:, anchors].T
+    boxes = torch.cat((xy - wh / 2, xy + wh / 2), 1)
     kept = nms(boxes, score, iou, max_keep=max_det)
-    return Detections(boxes[kept].contiguous(), score[kept].contiguous(), coef[kept].contiguous())
+    # Only the kept anchors' mask coefficients are read (at conf 0.001 the candidates are thousands).
+    return Detections(boxes[kept].contiguous(), score[kept].contiguous(), coef[:, anchors[kept]].T.contiguous())
 
 
 def snap_to_full_image(det: Detections, input_size: tuple[int, int]) -> None:
