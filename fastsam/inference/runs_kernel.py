@@ -239,6 +239,17 @@ def _bilinear_taps_into(start: int, lower: np.ndarray, upper: np.ndarray, weight
         weight[j] = np.float32(src - np.float32(lo))
 
 
+def _grid_span(first: int, stop: int, in_size: int, out_size: int, offset: int, probe_lo: np.ndarray,
+               probe_hi: np.ndarray, probe_w: np.ndarray) -> tuple[int, int]:
+    """Grid indices [lo, hi) that the bilinear taps of output pixels [first, stop) read (as
+    :func:`_bilinear_taps_into` gives them, shifted by ``offset``); probe_*: one-element scratch arrays. Taps never
+    decrease along the output, so the first pixel's lower tap and the last one's upper tap bound them."""
+    _bilinear_taps_into(first, probe_lo, probe_hi, probe_w, in_size, out_size, offset)
+    lo = probe_lo[0]
+    _bilinear_taps_into(stop - 1, probe_lo, probe_hi, probe_w, in_size, out_size, offset)
+    return lo, probe_hi[0] + 1
+
+
 # Logits of a group of instances computed together (see _group_logits) are held at once: by default at most this
 # many grid cells (4 MiB), unless one instance needs more.
 LOGIT_CELLS = 1 << 20
@@ -252,7 +263,8 @@ def _retina_runs(protos_t: np.ndarray, coefficients: np.ndarray, boxes: np.ndarr
     protos_t: (nm, grid columns, grid rows) float32; coefficients: (N, nm) float32; boxes: (N, 4) float32 xyxy
     image pixels. The image covers grid rows [crop_top, crop_top + crop_height) and columns [crop_left,
     crop_left + crop_width). Returns starts, ends (all instances' runs, concatenated) and offsets (N + 1,):
-    instance i's runs are [offsets[i], offsets[i + 1]).
+    instance i's runs are [offsets[i], offsets[i + 1]). Logits are computed for groups of instances holding at
+    most ``logit_cells`` grid cells together (or one instance); the runs do not depend on it.
     """
     count = boxes.shape[0]
     offsets = np.zeros(count + 1, np.int64)
@@ -277,15 +289,8 @@ def _retina_runs(protos_t: np.ndarray, coefficients: np.ndarray, boxes: np.ndarr
         spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3] = x0, x1, y0, y1
         if x1 <= x0 or y1 <= y0:
             continue
-        # Taps never decrease along the output: the first pixel's lower tap and the last one's upper tap bound them.
-        _bilinear_taps_into(x0, probe_lo, probe_hi, probe_w, crop_width, width, crop_left)
-        ranges[i, 0] = probe_lo[0]
-        _bilinear_taps_into(x1 - 1, probe_lo, probe_hi, probe_w, crop_width, width, crop_left)
-        ranges[i, 1] = probe_hi[0] + 1
-        _bilinear_taps_into(y0, probe_lo, probe_hi, probe_w, crop_height, height, crop_top)
-        ranges[i, 2] = probe_lo[0]
-        _bilinear_taps_into(y1 - 1, probe_lo, probe_hi, probe_w, crop_height, height, crop_top)
-        ranges[i, 3] = probe_hi[0] + 1
+        ranges[i, 0], ranges[i, 1] = _grid_span(x0, x1, crop_width, width, crop_left, probe_lo, probe_hi, probe_w)
+        ranges[i, 2], ranges[i, 3] = _grid_span(y0, y1, crop_height, height, crop_top, probe_lo, probe_hi, probe_w)
     cell_offsets = np.empty(count, np.int64)
     total = 0
     first = 0
@@ -343,6 +348,7 @@ if njit is not None:
     _threshold_runs = threshold_runs = njit(cache=True, nogil=True)(_threshold_runs)
     _proto_logits_t = proto_logits_t = njit(cache=True, nogil=True)(_proto_logits_t)
     _bilinear_taps_into = njit(cache=True, nogil=True)(_bilinear_taps_into)
+    _grid_span = njit(cache=True, nogil=True)(_grid_span)
     _column_logits = njit(cache=True, nogil=True)(_column_logits)
     _group_logits = njit(cache=True, nogil=True)(_group_logits)
     retina_runs = njit(cache=True, nogil=True)(_retina_runs)
