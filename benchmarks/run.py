@@ -46,6 +46,16 @@ MATMUL_SIZE = 2048
 MATMULS_PER_PASS = 3  # the best of these, timed just before each pass, is that pass's attainable GFLOP/s
 
 
+def steal_seconds() -> float | None:
+    """CPU seconds (all CPUs) the hypervisor has given to other guests since boot, from /proc/stat; None where
+    there is no such count. On a shared VM this is time the benchmark wanted and did not get."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def best_matmul_seconds(a, b, repeat: int) -> float:
     """The fastest of ``repeat`` products a @ b, in seconds."""
     import torch
@@ -159,6 +169,7 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
     predictor = Predictor(model, imgsz=imgsz, conf=conf, precision=precision)
     matmul_a, matmul_b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
     runs, matmul_seconds = [], []
+    steal_start, wall_start = steal_seconds(), time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(repeat + 1):  # the first run warms up (kernel compilation, allocator)
             matmul_seconds.append(best_matmul_seconds(matmul_a, matmul_b, MATMULS_PER_PASS))
@@ -171,6 +182,10 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
             if k:
                 runs.append(stages)
     seconds = {k: statistics.median(r[k] for r in runs) for k in (*STAGES, "total")}
+    steal_end = steal_seconds()
+    # Share of the CPUs' time stolen by other guests while the passes ran (None without /proc/stat).
+    steal = None if steal_start is None or steal_end is None else (
+        (steal_end - steal_start) / ((time.perf_counter() - wall_start) * (os.cpu_count() or 1)))
 
     h, w = result.image_size
     rng = np.random.default_rng(0)
@@ -218,6 +233,7 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
                                          "share_nchw": flops / baseline["nchw_flop_seconds"]},
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "peak_rss_mb": peak_rss_mb,
+        "steal": steal,
         "threads": torch.get_num_threads(),
     }
 
@@ -280,8 +296,8 @@ def main() -> None:
           f"each row's share is against the {MATMUL_SIZE}^3 matmul timed before each of its passes)\n")
     print("| model | precision | image | instances | " + " | ".join(STAGES) + " | total | post / network | point "
           "| box | network GFLOP/s (% of matmul GFLOP/s) [% with Ultralytics' FLOP count] | mask IoU vs fp32 "
-          "| peak RSS |")
-    print("|" + "---|" * (len(STAGES) + 11))
+          "| peak RSS | steal |")
+    print("|" + "---|" * (len(STAGES) + 12))
     for r in rows:
         s = r["seconds"]
         cells = " | ".join(f"{s[k] * 1000:.0f} ms" for k in STAGES)
@@ -291,7 +307,7 @@ def main() -> None:
               f"{r['prompt_ms']['box_median']:.2f} ms | {r['network_gflops']:.0f} "
               f"({r['network_share_of_matmul'] * 100:.0f}% of {r['matmul_gflops']:.0f}) "
               f"[{r['network_share_of_matmul_thop'] * 100:.0f}%] | {iou} | "
-              f"{r['peak_rss_mb']:.0f} MB |")
+              f"{r['peak_rss_mb']:.0f} MB | {'-' if r['steal'] is None else format(r['steal'], '.0%')} |")
     baselines = [r for r in rows if r.get("layout_baseline")]
     if baselines:
         print("\nfp32 network, ours (channels-last) against the same fused network in NCHW as Ultralytics runs it, "
