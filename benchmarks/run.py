@@ -107,30 +107,32 @@ def network_flops(model, input_size: tuple[int, int], thop_convention: bool = Fa
     return float(total)
 
 
-def layout_baseline(ours, plain, input_size: tuple[int, int], repeat: int) -> dict:
+def share_of_matmul(flops: float, network_seconds: list[float], matmul_seconds: list[float]) -> float:
+    """Median over passes of the network's GFLOP/s over that of the matmul timed just before the pass."""
+    return statistics.median(flops / seconds / (2 * MATMUL_SIZE**3 / matmul)
+                             for seconds, matmul in zip(network_seconds, matmul_seconds))
+
+
+def layout_baseline(ours, plain, input_size: tuple[int, int], repeat: int, flops: float, matmul_operands) -> dict:
     """Our fp32 network (channels-last) against the same fused network run as Ultralytics runs it on a CPU
-    (NCHW, eager, fused Conv+BN, inference mode), forward passes alternating, each after its own matmul timing.
-    Returns both medians in seconds and each one's median of seconds x matmul GFLOP/s (divide the network's
-    FLOPs by it for the share of the matmul)."""
+    (NCHW, eager, fused Conv+BN, inference mode), forward passes alternating, each after its own matmul timing
+    (``matmul_operands``: the two matrices). Returns both medians in seconds and both shares of the matmul."""
     import torch
 
-    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
     image = torch.rand(1, 3, *input_size)
     times: dict[str, list[float]] = {"ours": [], "nchw": []}
-    scaled: dict[str, list[float]] = {"ours": [], "nchw": []}
+    matmuls: dict[str, list[float]] = {"ours": [], "nchw": []}
     with torch.inference_mode():
         ours(image), plain(image)
         for _ in range(repeat):
             for name, net in (("ours", ours), ("nchw", plain)):
-                matmul = best_matmul_seconds(a, b, MATMULS_PER_PASS)
+                matmuls[name].append(best_matmul_seconds(*matmul_operands, MATMULS_PER_PASS))
                 start = time.perf_counter()
                 net(image)
-                seconds = time.perf_counter() - start
-                times[name].append(seconds)
-                scaled[name].append(seconds * 2 * MATMUL_SIZE**3 / matmul)
+                times[name].append(time.perf_counter() - start)
     return {"ours_seconds": statistics.median(times["ours"]), "nchw_seconds": statistics.median(times["nchw"]),
-            "ours_flop_seconds": statistics.median(scaled["ours"]),
-            "nchw_flop_seconds": statistics.median(scaled["nchw"])}
+            "share_ours": share_of_matmul(flops, times["ours"], matmuls["ours"]),
+            "share_nchw": share_of_matmul(flops, times["nchw"], matmuls["nchw"])}
 
 
 def _load(model_key: str, checkpoints: dict[str, str]):
@@ -212,12 +214,12 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
                      "instances_fp32": len(reference)}
     input_size = plan_letterbox((h, w), imgsz).input_size
     fused = _load(model_key, checkpoints).eval().fuse()
-    baseline = layout_baseline(predictor.model, fused, input_size, repeat) if precision == "fp32" else None
     flops = network_flops(fused, input_size)
     flops_thop = network_flops(fused, input_size, thop_convention=True)
+    baseline = (layout_baseline(predictor.model, fused, input_size, repeat, flops, (matmul_a, matmul_b))
+                if precision == "fp32" else None)
     matmul_flop = 2 * MATMUL_SIZE**3
-    # Pass by pass (warm-up excluded): the network's GFLOP/s over the matmul's measured just before it.
-    shares = [flops / r["network"] / (matmul_flop / m) for r, m in zip(runs, matmul_seconds[1:])]
+    share = share_of_matmul(flops, [r["network"] for r in runs], matmul_seconds[1:])  # warm-up excluded
     return {
         "model": model_key, "precision": precision, "agreement": agreement, "image": image_name, "image_size": [h, w], "input_size": list(input_size),
         "instances": len(result), "seconds": seconds,
@@ -225,12 +227,11 @@ def measure(model_key: str, image_name: str, repeat: int, imgsz: int, precision:
         "prompt_ms": {"point_median": statistics.median(point_ms), "box_median": statistics.median(box_ms)},
         "network_gflop": flops / 1e9, "network_gflops": flops / 1e9 / seconds["network"],
         "matmul_gflops": statistics.median(matmul_flop / m for m in matmul_seconds[1:]) / 1e9,
-        "network_share_of_matmul": statistics.median(shares),
+        "network_share_of_matmul": share,
         # The same share with the FLOP count behind Ultralytics' published GFLOPs (thop's; see network_flops).
         "network_gflop_thop": flops_thop / 1e9,
-        "network_share_of_matmul_thop": statistics.median(shares) * flops_thop / flops,
-        "layout_baseline": baseline and {**baseline, "share_ours": flops / baseline["ours_flop_seconds"],
-                                         "share_nchw": flops / baseline["nchw_flop_seconds"]},
+        "network_share_of_matmul_thop": share * flops_thop / flops,
+        "layout_baseline": baseline,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "peak_rss_mb": peak_rss_mb,
         "steal": steal,
