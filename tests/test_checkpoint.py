@@ -357,3 +357,109 @@ def test_scale_parameter_counts(scale: str, params: float) -> None:
     # Published YOLOv8-seg parameter counts (COCO, 80 classes).
     model = YoloV8Seg(YoloV8SegConfig.from_scale(scale, num_classes=80))
     assert _n_params(model) == pytest.approx(params, rel=0.01)
+
+
+# --- per-layer batch-norm eps ----------------------------------------------------------------------------------
+
+def _mixed_eps_model() -> YoloV8Seg:
+    """A YOLOv8n-seg whose box-branch batch norms use eps 1e-5 and the others 1e-3 (as in FastSAM-x's
+    checkpoints), with batch-norm statistics small enough for eps to matter."""
+    torch.manual_seed(0)
+    model = YoloV8Seg(YoloV8SegConfig.from_scale("n", reg_max=26)).eval()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d) and name.startswith("head.box_convs."):
+            module.running_var.uniform_(1e-5, 1e-4)
+            module.eps = 1e-5
+    return model
+
+
+def _batch_norm_eps(model: torch.nn.Module) -> dict[str, float]:
+    return {n: m.eps for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+
+
+_SMALL_IMAGES = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+
+
+def _predictions(model: YoloV8Seg) -> torch.Tensor:
+    with torch.no_grad():
+        return model(_SMALL_IMAGES)[0]
+
+
+def _infer_config_from(model: YoloV8Seg) -> YoloV8SegConfig:
+    from fastsam.model.config import infer_config
+
+    return infer_config(model.state_dict(), bn_eps=_batch_norm_eps(model))
+
+
+def _as_ultralytics(model: YoloV8Seg, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``model`` pickled in ultralytics' layout: SegmentationModel.model[N] holding torch.nn leaf modules."""
+    from fastsam.model.yolov8_seg import _HEAD_BRANCHES, ULTRALYTICS_LAYER_NAMES
+
+    layers = {name: str(index) for index, name in ULTRALYTICS_LAYER_NAMES.items()}
+    branches = {v: k for k, v in _HEAD_BRANCHES.items()}
+    root = torch.nn.Module()
+    for name, leaf in model.named_modules():
+        if not isinstance(leaf, (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.ConvTranspose2d)):
+            continue
+        layer = next(layer for layer in layers if name.startswith(layer + "."))
+        path = [layers[layer]] + name[len(layer) + 1:].split(".")
+        if layer == "head":
+            path[1] = branches.get(path[1], path[1])
+        parent = root
+        for part in path[:-1]:
+            if part not in parent._modules:
+                parent.add_module(part, torch.nn.Module())
+            parent = parent._modules[part]
+        parent.add_module(path[-1], leaf)
+    seg_cls = _fake_global(monkeypatch, "ultralytics.nn.tasks", "SegmentationModel")
+    return {"epoch": -1, "model": _fake_module(seg_cls, _modules={"model": root})}
+
+
+def test_per_layer_eps_loaded_from_ultralytics_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = _mixed_eps_model()
+    path = tmp_path / "mixed.pt"
+    torch.save(_as_ultralytics(source, monkeypatch), path)
+    loaded = load_weights(path)
+    assert _batch_norm_eps(loaded) == _batch_norm_eps(source)
+    assert loaded.cfg.bn_eps == 1e-3 and {eps for _, eps in loaded.cfg.layer_bn_eps} == {1e-5}
+    assert torch.equal(_predictions(loaded), _predictions(source))
+
+
+def test_per_layer_eps_changes_outputs_and_survives_native_round_trip(tmp_path: Path) -> None:
+    source = _mixed_eps_model()
+    one_eps = YoloV8Seg(YoloV8SegConfig.from_scale("n", reg_max=26)).eval()
+    one_eps.load_state_dict(source.state_dict())
+    expected = _predictions(source)
+    assert not torch.allclose(_predictions(one_eps), expected, atol=1e-2)  # so the checks below can fail
+    mixed_cfg = _infer_config_from(source)
+    assert dict(mixed_cfg.layer_bn_eps) == {n: 1e-5 for n, eps in _batch_norm_eps(source).items() if eps == 1e-5}
+    model = YoloV8Seg(mixed_cfg).eval()
+    model.load_state_dict(source.state_dict())
+    loaded = load_weights(save_native(model, tmp_path / "mixed.safetensors"))
+    assert loaded.cfg == model.cfg
+    assert _batch_norm_eps(loaded) == _batch_norm_eps(source)
+    assert torch.equal(_predictions(loaded), expected)
+    # Folding batch norms into convolutions uses each layer's own eps.
+    torch.testing.assert_close(_predictions(loaded.fuse()), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_fixture_box_branch_eps(shared_fixture: Callable[[str], Path], tmp_path: Path) -> None:
+    # The n26 fixture's box-branch batch norms (model.22.cv2.*.*.bn) have eps 1e-5, all others 1e-3.
+    source = shared_fixture("fastsam-n26-parity.pt")
+    model = _fixture_model(source.name)
+    for name, eps in _batch_norm_eps(model).items():
+        assert eps == (1e-5 if name.startswith("head.box_convs.") else 1e-3), name
+    native = load_weights(convert_checkpoint(source, tmp_path / "n26.safetensors"))
+    assert _batch_norm_eps(native) == _batch_norm_eps(model)
+
+
+@pytest.mark.parametrize("layer_eps", [{"head.box_convs.0.0.conv": 1e-5}, {"no.such.layer": 1e-5},
+                                       {"head.box_convs.0.0.bn": -1.0}, {"head.box_convs.0.0.bn": "x"}])
+def test_bad_per_layer_eps_in_native_config(tmp_path: Path, layer_eps: dict) -> None:
+    model = YoloV8Seg(YoloV8SegConfig.from_scale("n")).eval()
+    path = tmp_path / "bad.safetensors"
+    config = dict(model.cfg.to_dict(), layer_bn_eps=layer_eps)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"fastsam_config": json.dumps(config)})
+    with pytest.raises(CheckpointError, match="eps|config"):
+        load_weights(path)

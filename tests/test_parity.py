@@ -1,7 +1,8 @@
 """Parity with the original FastSAM implementation on the goldens in ../shared/fixtures.
 
 For every checkpoint and image there: the everything-mode instance count matches and the mean IoU of matched
-masks is >= 0.99; box and point prompt answers match with IoU >= 0.98.
+masks is >= 0.99; box and point prompt answers match with IoU >= 0.98. ``golden_n26_extra.json`` adds
+everything-mode goldens on images from ../shared/data (its records name their image by ``source``).
 """
 
 from __future__ import annotations
@@ -15,20 +16,27 @@ from pycocotools import mask as coco_mask
 from fastsam.eval.matching import matched_mask_ious
 from fastsam.inference.predictor import Predictor
 from fastsam.model.checkpoint import load_weights
-from tests.paths import FIXTURES
+from tests.paths import DATA, FIXTURES
 
-GOLDENS = {"fastsam-s-parity.pt": "golden_s.json", "fastsam-n26-parity.pt": "golden_n26.json"}
+GOLDENS = {"fastsam-s-parity.pt": ["golden_s.json"],
+           "fastsam-n26-parity.pt": ["golden_n26.json", "golden_n26_extra.json"]}
 
 pytestmark = pytest.mark.skipif(not (FIXTURES / "golden_s.json").is_file(), reason="../shared/fixtures not present")
 
 
 def _records() -> list[tuple[str, dict]]:
     cases = []
-    for checkpoint, golden in GOLDENS.items():
-        path = FIXTURES / golden
-        if path.is_file():
-            cases += [(checkpoint, record) for record in json.loads(path.read_text())["records"]]
+    for checkpoint, goldens in GOLDENS.items():
+        for golden in goldens:
+            path = FIXTURES / golden
+            if path.is_file():
+                cases += [(checkpoint, record) for record in json.loads(path.read_text())["records"]
+                          if "source" not in record or (DATA / record["source"]).is_file()]
     return cases
+
+
+def _image_path(record: dict):
+    return DATA / record["source"] if "source" in record else FIXTURES / "images" / record["image"]
 
 
 CASES = _records()
@@ -43,9 +51,10 @@ def cached_results(predictors: dict[str, Predictor]):
     """get(checkpoint, image): the predictor's result on a fixture image, computed once per pair."""
     cache = {}
 
-    def get(checkpoint: str, image: str):
+    def get(checkpoint: str, record: dict):
+        image = _image_path(record)
         if (checkpoint, image) not in cache:
-            cache[(checkpoint, image)] = predictors[checkpoint](FIXTURES / "images" / image)
+            cache[(checkpoint, image)] = predictors[checkpoint](image)
         return cache[(checkpoint, image)]
 
     return get
@@ -71,7 +80,7 @@ def decode(rle: dict) -> np.ndarray:
 
 @pytest.mark.parametrize("checkpoint,record", CASES, ids=[f"{c}-{r['image']}" for c, r in CASES])
 def test_everything_matches_original(results, checkpoint, record):
-    result = results(checkpoint, record["image"])
+    result = results(checkpoint, record)
     golden = record["everything"]
     assert result.image_size == tuple(record["size"])
     assert len(result) == len(golden["masks"])
@@ -84,7 +93,7 @@ def test_everything_matches_original(results, checkpoint, record):
 @pytest.mark.parametrize("checkpoint,record", [c for c in CASES if c[1].get("box_prompts")],
                          ids=[f"{c}-{r['image']}" for c, r in CASES if r.get("box_prompts")])
 def test_box_prompts_match_original(results, checkpoint, record):
-    result = results(checkpoint, record["image"])
+    result = results(checkpoint, record)
     for prompt in record["box_prompts"]:
         selection = result.prompt(boxes=[prompt["box"]])
         assert len(selection) == len(prompt["masks"]) == 1
@@ -95,7 +104,7 @@ def test_box_prompts_match_original(results, checkpoint, record):
 @pytest.mark.parametrize("checkpoint,record", [c for c in CASES if c[1].get("point_prompts")],
                          ids=[f"{c}-{r['image']}" for c, r in CASES if r.get("point_prompts")])
 def test_point_prompts_match_original(results, checkpoint, record):
-    result = results(checkpoint, record["image"])
+    result = results(checkpoint, record)
     for prompt in record["point_prompts"]:
         selection = result.prompt(points=prompt["points"], labels=prompt["labels"])
         assert len(selection) == 1
@@ -105,7 +114,7 @@ def test_point_prompts_match_original(results, checkpoint, record):
 
 def test_several_boxes_answer_in_order(results):
     checkpoint, record = next(c for c in CASES if c[1].get("box_prompts"))
-    result = results(checkpoint, record["image"])
+    result = results(checkpoint, record)
     boxes = [p["box"] for p in record["box_prompts"]]
     selection = result.prompt(boxes=boxes)
     assert len(selection) == len(boxes)

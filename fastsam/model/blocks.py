@@ -6,8 +6,12 @@ weights load by name inside each block.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import nn
+
+from fastsam.errors import InvalidInputError
 
 
 class ConvBNAct(nn.Module):
@@ -38,6 +42,22 @@ class ConvBNAct(nn.Module):
         fused.bias.copy_(bn.bias - bn.running_mean * scale)
         self.conv = fused
         self.bn = nn.Identity()
+
+
+def set_batch_norm_eps(model: nn.Module, default: float, per_layer: Iterable[tuple[str, float]] = ()) -> None:
+    """Give every batch norm in ``model`` the epsilon ``default``, then the layers named in ``per_layer``
+    (module path, eps) their own. Raises InvalidInputError for a path that is not a batch norm of ``model``."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = default
+    for name, eps in per_layer:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            module = None
+        if not isinstance(module, nn.BatchNorm2d):
+            raise InvalidInputError(f"batch-norm eps given for {name!r}, which is not a batch norm of the network")
+        module.eps = eps
 
 
 class Bottleneck(nn.Module):

@@ -11,21 +11,23 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from fastsam.errors import CheckpointError
+from fastsam.errors import CheckpointError, InvalidInputError
 from fastsam.model.config import YoloV8SegConfig, infer_config
 from fastsam.model.safe_pickle import StubObject, load_torch_zip
 from fastsam.model.yolov8_seg import YoloV8Seg, rename_ultralytics_key
 
 CONFIG_METADATA_KEY = "fastsam_config"
 
-def _module_state(module: StubObject, prefix: str, out: dict[str, torch.Tensor], eps: list[float]) -> None:
+def _module_state(module: StubObject, prefix: str, out: dict[str, torch.Tensor], eps: dict[str, float]) -> None:
+    """Collect the tensors under ``module`` into ``out`` and each batch norm's epsilon into ``eps``, both keyed
+    by their ultralytics path (``model.22.cv2.0.0.bn.weight``, ``model.22.cv2.0.0.bn``)."""
     state = module.state if isinstance(module.state, dict) else {}
     for group in ("_parameters", "_buffers"):
         for name, tensor in (state.get(group) or {}).items():
             if isinstance(tensor, torch.Tensor):
                 out[prefix + name] = tensor
     if module.qualname.endswith("BatchNorm2d") and isinstance(state.get("eps"), float):
-        eps.append(state["eps"])
+        eps[prefix.rstrip(".")] = state["eps"]
     for name, child in (state.get("_modules") or {}).items():
         if isinstance(child, StubObject):
             _module_state(child, f"{prefix}{name}.", out, eps)
@@ -52,7 +54,7 @@ def state_from_ultralytics(path: str | Path) -> tuple[dict[str, torch.Tensor], Y
     path = Path(path)
     model = _ultralytics_model(load_torch_zip(path), path)
     raw: dict[str, torch.Tensor] = {}
-    eps: list[float] = []
+    eps: dict[str, float] = {}
     _module_state(model, "", raw, eps)
     state: dict[str, torch.Tensor] = {}
     for key, tensor in raw.items():
@@ -64,11 +66,28 @@ def state_from_ultralytics(path: str | Path) -> tuple[dict[str, torch.Tensor], Y
             ) from None
         if name is not None:
             state[name] = tensor.float() if tensor.is_floating_point() else tensor
-    return state, infer_config(state, bn_eps=eps[0] if eps else 1e-3)
+    return state, infer_config(state, bn_eps=_renamed_eps(eps, path))
+
+
+def _renamed_eps(eps: dict[str, float], path: Path) -> dict[str, float]:
+    """Per-layer batch-norm epsilons keyed by fastsam's module paths (those of weights fastsam keeps)."""
+    renamed: dict[str, float] = {}
+    for layer, value in eps.items():
+        try:
+            name = rename_ultralytics_key(f"{layer}.weight")
+        except KeyError:
+            raise CheckpointError(f"{path}: unexpected batch norm {layer!r}; only the YOLOv8-seg architecture "
+                                  "is supported") from None
+        if name is not None:
+            renamed[name.rsplit(".", 1)[0]] = value
+    return renamed
 
 def build_model(state: dict[str, torch.Tensor], cfg: YoloV8SegConfig, source: str = "weights") -> YoloV8Seg:
     """Instantiate :class:`YoloV8Seg` and load ``state`` strictly (every weight present with its shape)."""
-    model = YoloV8Seg(cfg)
+    try:
+        model = YoloV8Seg(cfg)
+    except InvalidInputError as exc:
+        raise CheckpointError(f"{source}: {exc}") from exc
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -31,6 +31,8 @@ class YoloV8SegConfig:
     widths: output channels of the five backbone levels P1..P5 (strides 2..32).
     depths: bottlenecks in the four backbone C2f stages; neck_depth: bottlenecks in each neck C2f.
     reg_max: bins of the distribution-focal box regression (16 for FastSAM-s, 26 for FastSAM-x).
+    bn_eps: the batch norms' epsilon; layer_bn_eps: (module path, epsilon) pairs for the batch norms whose
+    epsilon differs from it (checkpoints may mix values, e.g. 1e-5 in the box branch and 1e-3 elsewhere).
     """
 
     widths: tuple[int, int, int, int, int]
@@ -41,8 +43,13 @@ class YoloV8SegConfig:
     num_masks: int = 32
     proto_channels: int = 256
     bn_eps: float = 1e-3
+    layer_bn_eps: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        for name, eps in ((None, self.bn_eps), *self.layer_bn_eps):
+            if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+                raise InvalidInputError(f"batch-norm eps{f' of {name}' if name else ''} must be a finite number "
+                                        f"> 0, got {eps!r}")
         if len(self.widths) != 5 or any(int(w) <= 0 for w in self.widths):
             raise InvalidInputError(f"widths must be 5 positive integers, got {self.widths}")
         if len(self.depths) != 4 or any(int(d) < 1 for d in self.depths) or self.neck_depth < 1:
@@ -71,7 +78,10 @@ class YoloV8SegConfig:
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready fields; ``layer_bn_eps`` becomes a {module path: eps} object."""
+        values = asdict(self)
+        values["layer_bn_eps"] = dict(self.layer_bn_eps)
+        return values
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "YoloV8SegConfig":
@@ -79,13 +89,22 @@ class YoloV8SegConfig:
             values = dict(data)
             values["widths"] = tuple(int(v) for v in values["widths"])
             values["depths"] = tuple(int(v) for v in values["depths"])
+            values["layer_bn_eps"] = _layer_eps(values.get("layer_bn_eps") or {})
             return cls(**values)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"invalid model config: {exc}") from exc
 
 
-def infer_config(state: Mapping[str, torch.Tensor], bn_eps: float = 1e-3) -> YoloV8SegConfig:
-    """Infer the architecture from a state dict in fastsam's naming (see :mod:`fastsam.model.yolov8_seg`)."""
+def _layer_eps(per_layer: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted((str(name), float(eps)) for name, eps in dict(per_layer).items()))
+
+
+def infer_config(state: Mapping[str, torch.Tensor], bn_eps: float | Mapping[str, float] = 1e-3) -> YoloV8SegConfig:
+    """Infer the architecture from a state dict in fastsam's naming (see :mod:`fastsam.model.yolov8_seg`).
+
+    ``bn_eps`` is one epsilon for every batch norm, or {batch-norm module path: eps} per layer (the most common
+    value becomes the default; layers not named get it).
+    """
 
     def out_channels(key: str) -> int:
         if key not in state:
@@ -101,6 +120,12 @@ def infer_config(state: Mapping[str, torch.Tensor], bn_eps: float = 1e-3) -> Yol
     levels = ("stem", "down2", "down3", "down4", "down5")
     widths = tuple(out_channels(f"backbone.{name}.conv.weight") for name in levels)
     depths = tuple(count_bottlenecks(f"backbone.stage{i}.m.") for i in (2, 3, 4, 5))
+    if isinstance(bn_eps, Mapping):
+        values = list(bn_eps.values())
+        default = max(values, key=values.count) if values else 1e-3
+        layer_eps = _layer_eps({name: eps for name, eps in bn_eps.items() if eps != default})
+    else:
+        default, layer_eps = bn_eps, ()
     return YoloV8SegConfig(
         widths=widths,  # type: ignore[arg-type]
         depths=depths,  # type: ignore[arg-type]
@@ -109,5 +134,6 @@ def infer_config(state: Mapping[str, torch.Tensor], bn_eps: float = 1e-3) -> Yol
         reg_max=out_channels("head.box_convs.0.2.weight") // 4,
         num_masks=out_channels("head.coef_convs.0.2.weight"),
         proto_channels=out_channels("head.proto.cv1.conv.weight"),
-        bn_eps=bn_eps,
+        bn_eps=default,
+        layer_bn_eps=layer_eps,
     )

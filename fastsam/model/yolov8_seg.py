@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from fastsam.model.backbone import Backbone
-from fastsam.model.blocks import ConvBNAct
+from fastsam.model.blocks import ConvBNAct, set_batch_norm_eps
 from fastsam.model.config import YoloV8SegConfig
 from fastsam.model.head import HeadOutput, SegmentHead, decode_predictions
 from fastsam.model.neck import PANNeck
@@ -53,6 +53,7 @@ class YoloV8Seg(nn.Module):
         self.backbone = Backbone(cfg)
         self.neck = PANNeck(cfg)
         self.head = SegmentHead(cfg)
+        set_batch_norm_eps(self, cfg.bn_eps, cfg.layer_bn_eps)
 
     def forward(self, images: torch.Tensor) -> HeadOutput | tuple[torch.Tensor, torch.Tensor]:
         out = self.head(self.neck(self.backbone(images)))
