@@ -29,3 +29,7 @@ class UnsafeCheckpointError(CheckpointError):
 
 class ModelNotFoundError(FastSAMError):
     """A zoo model is neither cached nor downloadable (for example offline)."""
+
+
+class OutputWriteError(FastSAMError, OSError):
+    """An output file or folder cannot be written (read-only folder, a file in the way, disk full...)."""

@@ -224,10 +224,8 @@ def test_shard_commit_is_all_or_nothing(tmp_path):
     # A crash between the errors file and the shard leaves an orphan errors file: removed, never counted.
     writer = out.writer(1)
     writer.add('{"file": "c", "error": "X"}', True)
-    writer._err.flush()
-    os.replace(writer._err_tmp, out.errors_path(1))
-    writer._err.close()
-    writer._err = None
+    writer._error_file.commit()
+    writer._error_file = None
     out.remove_leftovers()
     assert not out.errors_path(1).exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     writer = out.writer(1)

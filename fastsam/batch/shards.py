@@ -20,11 +20,11 @@ import errno
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 from fastsam.errors import InvalidInputError
+from fastsam.io.atomic import AtomicFile
 
 MANIFEST = "manifest.json"
 INPUTS = "inputs.jsonl"
@@ -45,37 +45,9 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
-
-
-def _temp(folder: Path, name: str) -> tuple[IO[str], Path]:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # as an ordinary file would be, not mkstemp's 0600
-    return os.fdopen(fd, "w", encoding="utf-8"), Path(tmp)
-
-
-def _publish(handle: IO[str], tmp: Path, target: Path) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-    handle.close()
-    os.replace(tmp, target)
-
-
 def write_text_atomic(path: Path, text: str) -> None:
-    handle, tmp = _temp(path.parent, path.name)
-    try:
-        handle.write(text)
-        _publish(handle, tmp, path)
-    except BaseException:
-        handle.close()
-        tmp.unlink(missing_ok=True)
-        raise
+    with AtomicFile(path, text=True) as out:
+        out.handle.write(text)
     fsync_dir(path.parent)
 
 
@@ -85,36 +57,33 @@ class ShardWriter:
     def __init__(self, out: "OutputFolder", index: int) -> None:
         self.out, self.index = out, index
         self.records = self.errors = 0
-        self._rec, self._rec_tmp = _temp(out.root, out.shard_path(index).name)
-        self._err: IO[str] | None = None
-        self._err_tmp: Path | None = None
+        self._record_file = AtomicFile(out.shard_path(index), text=True)
+        self._error_file: AtomicFile | None = None
 
     def add(self, line: str, is_error: bool) -> None:
         if is_error:
-            if self._err is None:
-                self._err, self._err_tmp = _temp(self.out.root, self.out.errors_path(self.index).name)
-            self._err.write(line + "\n")
+            if self._error_file is None:
+                self._error_file = AtomicFile(self.out.errors_path(self.index), text=True)
+            self._error_file.handle.write(line + "\n")
             self.errors += 1
         else:
-            self._rec.write(line + "\n")
+            self._record_file.handle.write(line + "\n")
             self.records += 1
 
     def commit(self) -> None:
-        errors_path = self.out.errors_path(self.index)
-        if self._err is not None:
-            _publish(self._err, self._err_tmp, errors_path)
-            self._err = None
+        if self._error_file is not None:
+            self._error_file.commit()
+            self._error_file = None
         else:
-            errors_path.unlink(missing_ok=True)  # left by an attempt that crashed before its commit
-        _publish(self._rec, self._rec_tmp, self.out.shard_path(self.index))
+            self.out.errors_path(self.index).unlink(missing_ok=True)  # left by an attempt that crashed earlier
+        self._record_file.commit()
         fsync_dir(self.out.root)
 
     def abort(self) -> None:
-        for handle, tmp in ((self._rec, self._rec_tmp), (self._err, self._err_tmp)):
-            if handle is not None:
-                handle.close()
-                tmp.unlink(missing_ok=True)
-        self._err = None
+        for pending in (self._record_file, self._error_file):
+            if pending is not None:
+                pending.abort()
+        self._error_file = None
 
 
 class OutputFolder:

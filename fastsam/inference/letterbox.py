@@ -29,7 +29,8 @@ def plan_letterbox(image_size: tuple[int, int], imgsz: int | tuple[int, int], st
     target_h, target_w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     h, w = image_size
     ratio = min(target_h / h, target_w / w)
-    new_w, new_h = int(round(w * ratio)), int(round(h * ratio))
+    # A very thin image (say 2 x 5000) would round its short side to 0 px: keep at least one pixel.
+    new_w, new_h = max(int(round(w * ratio)), 1), max(int(round(h * ratio)), 1)
     pad_w, pad_h = target_w - new_w, target_h - new_h
     if rectangular:
         pad_w, pad_h = pad_w % stride, pad_h % stride

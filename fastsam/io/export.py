@@ -3,14 +3,14 @@
 Every exporter takes a :class:`~fastsam.prompts.selection.Selection` (or a
 :class:`~fastsam.result.SegmentationResult`, exported as all of its instances) and decodes one mask at a time,
 inside its bounding box where it can, so memory stays at a few image-sized planes whatever the mask count.
-Files are written atomically: to a temporary file in the target folder, then renamed over the target.
+Files are written atomically (:mod:`fastsam.io.atomic`): to a temporary file in the target folder, then renamed
+over the target.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from fastsam import rle_kernels
 from fastsam.errors import InvalidInputError
+from fastsam.io.atomic import atomic_write_bytes, check_file_path, make_folder
 from fastsam.parallel import map_in_chunks
 from fastsam.prompts.selection import Selection
 from fastsam.rle import RunLengthMask, RunTable
@@ -53,49 +54,10 @@ def _check_int(value: object, name: str, minimum: int = 0) -> int:
     return int(value)
 
 
-def _check_path(path: object, name: str = "path") -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise InvalidInputError(f"{name} must be a str or path, got {type(path).__name__}")
-    result = Path(path)
-    if str(path) == "" or result.name == "":
-        raise InvalidInputError(f"{name} must name a file, got {str(path)!r}")
-    if result.is_dir():
-        raise InvalidInputError(f"{name} {str(result)!r} is a folder; give a file name")
-    return result
-
-
 def _check_stem(stem: object) -> str:
     if not isinstance(stem, str) or not stem or stem in (".", "..") or "/" in stem or "\\" in stem or "\0" in stem:
         raise InvalidInputError(f"stem must be a non-empty file name without folders, got {stem!r:.80}")
     return stem
-
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise InvalidInputError(f"cannot create folder {str(folder)!r}: a file is in the way") from exc
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then os.replace), creating
-    parent folders. Readers never see a half-written file."""
-    target = _check_path(path)
-    _make_folder(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
 
 
 def _encode_image(array: np.ndarray, suffix: str) -> bytes:
@@ -216,7 +178,7 @@ def write_coco_json(selection: Selection | Any, path: PathLike, file_name: str |
 
     file_name defaults to the result's source file name when there is one, else ``<path stem>.png``.
     """
-    target = _check_path(path)
+    target = check_file_path(path)
     if file_name is None:
         source = getattr(selection, "source", None)
         file_name = Path(source).name if isinstance(source, (str, os.PathLike)) and str(source) else f"{target.stem}.png"
@@ -233,7 +195,7 @@ def write_instance_pngs(selection: Selection | Any, out_dir: PathLike, stem: str
     folder = Path(out_dir)
     if folder.exists() and not folder.is_dir():
         raise InvalidInputError(f"out_dir {str(folder)!r} is a file, not a folder")
-    _make_folder(folder)
+    make_folder(folder)
     written = []
     for k, mask in enumerate(selection.masks):
         pixels = mask.decode().astype(np.uint8) * np.uint8(255)
@@ -264,7 +226,7 @@ def label_map(selection: Selection | Any) -> np.ndarray:
 
 def write_label_map_png(selection: Selection | Any, path: PathLike) -> Path:
     """Write :func:`label_map` as a PNG: 8-bit when there are at most 255 masks, else 16-bit."""
-    target = _check_path(path)
+    target = check_file_path(path)
     if target.suffix.lower() != ".png":
         raise InvalidInputError(f"label maps are written as PNG; {str(target)!r} does not end in .png")
     selection = as_selection(selection)
@@ -334,7 +296,7 @@ def to_polygon_annotations(selection: Selection | Any, min_area: float = 0.0) ->
 
 def write_polygons_json(selection: Selection | Any, path: PathLike, min_area: float = 0.0) -> Path:
     """Write ``{'height', 'width', 'annotations': to_polygon_annotations(...)}`` as JSON (atomically)."""
-    target = _check_path(path)
+    target = check_file_path(path)
     selection = as_selection(selection)
     h, w = selection.image_size
     document = {"height": int(h), "width": int(w), "annotations": to_polygon_annotations(selection, min_area)}

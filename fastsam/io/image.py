@@ -78,7 +78,8 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     """Load an image as (H, W, 3) uint8 RGB, EXIF orientation applied.
 
     Accepts a path, encoded bytes, a numpy array (RGB order; grayscale, RGBA, uint16 and float accepted) or a
-    PIL image. Raises :class:`ImageReadError` for missing, empty, truncated, non-image or too-large files.
+    PIL image. Raises :class:`ImageReadError` for missing, unreadable, empty, truncated, non-image or
+    too-large files, and for any other failure of the decoder on the file's bytes.
     """
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
@@ -96,9 +97,13 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
             raise ImageReadError(f"{name}: no such file")
         if path.is_dir():
             raise ImageReadError(f"{name}: is a directory, not an image")
-        if path.stat().st_size == 0:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageReadError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
+        if not data:
             raise ImageReadError(f"{name}: file is empty")
-        stream = io.BytesIO(path.read_bytes())
+        stream = io.BytesIO(data)
     else:
         raise InvalidInputError(f"cannot read an image from {type(source).__name__}; give a path, bytes, array or PIL image")
     try:
@@ -114,9 +119,9 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
         raise ImageReadError(f"{name}: not a recognised image file") from exc
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"{name}: image too large ({exc})") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{name}: image file is truncated or corrupt ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - decoders raise anything (TypeError, struct.error...) on bad files
+        raise ImageReadError(f"{name}: image file is truncated or corrupt ({type(exc).__name__}: {exc})") from exc
     try:
         return _to_rgb8(ImageOps.exif_transpose(image))
-    except (OSError, ValueError) as exc:
-        raise ImageReadError(f"{name}: cannot convert image to RGB ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - as above: a corrupt EXIF block or pixel buffer is a bad file
+        raise ImageReadError(f"{name}: cannot convert image to RGB ({type(exc).__name__}: {exc})") from exc
