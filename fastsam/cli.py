@@ -1,7 +1,8 @@
 """Command line: ``fastsam segment`` and ``fastsam convert``.
 
-User mistakes (bad paths, images, prompts, checkpoints) end with a one-line ``fastsam: error: ...`` message and
-exit code 2; when several images are given, the others are still processed and written.
+User mistakes (bad paths, images, prompts, checkpoints, unwritable outputs) end with a one-line
+``fastsam: error: ...`` message and exit code 2; outputs are checked before the network runs. When several
+images are given, a failure on one (even an unexpected one, exit code 1) never stops the others.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastsam.io.image import IMAGE_SUFFIXES
 
 FORMATS = ("json", "png", "labels", "polygons", "overlay")
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1  # a bug (an exception fastsam did not expect), as Python itself exits on one
 
 
 def _numbers(text: str, count: int, what: str) -> list[float]:
@@ -134,23 +136,50 @@ def _prompts(args: argparse.Namespace) -> dict:
     return prompts
 
 
+_OUTPUT_NAMES = {"json": "{stem}.json", "png": "{stem}", "labels": "{stem}_labels.png",
+                 "polygons": "{stem}_polygons.json", "overlay": "{stem}_overlay.png"}
+
+
+def _output_path(out: Path, stem: str, fmt: str) -> Path:
+    """Where format ``fmt`` of image ``stem`` goes: a file, or for ``png`` a folder of per-instance files."""
+    return out / _OUTPUT_NAMES[fmt].format(stem=stem)
+
+
+def check_outputs(out: Path, stems: Sequence[str], formats: Sequence[str]) -> None:
+    """Fail before any work when the outputs cannot be written: ``out`` is a file, is read-only or cannot be
+    created, or a file to write is a folder (a folder to fill is a file)."""
+    from fastsam.io.atomic import check_writable_folder
+
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"output folder {str(out)!r} is a file; give a folder with --out")
+    check_writable_folder(out)
+    for stem in stems:
+        for fmt in formats:
+            path = _output_path(out, stem, fmt)
+            if fmt == "png" and path.exists() and not path.is_dir():
+                raise InvalidInputError(f"{str(path)!r} is a file, but --format png writes a folder there")
+            if fmt != "png" and path.is_dir():
+                raise InvalidInputError(f"{str(path)!r} is a folder, but --format {fmt} writes a file there")
+
+
 def _write_outputs(result, selection, stem: str, out: Path, args: argparse.Namespace, prompts: dict) -> list[Path]:
     from fastsam.io import export, overlay
 
     written: list[Path] = []
     source_name = Path(result.source).name if result.source else f"{stem}.png"
     for fmt in dict.fromkeys(args.formats):
+        path = _output_path(out, stem, fmt)
         if fmt == "json":
-            written.append(export.write_coco_json(selection, out / f"{stem}.json", file_name=source_name))
+            written.append(export.write_coco_json(selection, path, file_name=source_name))
         elif fmt == "png":
-            written.extend(export.write_instance_pngs(selection, out / stem, stem))
+            written.extend(export.write_instance_pngs(selection, path, stem))
         elif fmt == "labels":
-            written.append(export.write_label_map_png(selection, out / f"{stem}_labels.png"))
+            written.append(export.write_label_map_png(selection, path))
         elif fmt == "polygons":
-            written.append(export.write_polygons_json(selection, out / f"{stem}_polygons.json"))
+            written.append(export.write_polygons_json(selection, path))
         elif fmt == "overlay":
             written.append(overlay.save_overlay(
-                out / f"{stem}_overlay.png", result.image, selection, points=prompts.get("points"),
+                path, result.image, selection, points=prompts.get("points"),
                 labels=prompts.get("labels"), boxes=prompts.get("boxes"), contours=args.contours,
                 clean_edges=args.clean_edges, seed=args.seed,
             ))
@@ -165,6 +194,9 @@ def _segment(args: argparse.Namespace) -> int:
 
     prompts = _prompts(args)
     paths = expand_inputs(args.images)
+    stems = _unique_stems(paths)
+    out = Path(args.out)
+    check_outputs(out, stems, list(dict.fromkeys(args.formats)))
     model = chosen_model(args, quiet=args.quiet)
     if args.backend == "onnx":
         from fastsam.inference.onnx_backend import onnx_backend_for
@@ -176,10 +208,8 @@ def _segment(args: argparse.Namespace) -> int:
     if args.backend == "onnx":
         options.pop("precision")  # onnxruntime runs the exported graph as it is
     predictor = Predictor(network, device=args.device, **options)
-    out = Path(args.out)
-    failures = 0
-    bar = tqdm(list(zip(paths, _unique_stems(paths))), unit="image", disable=args.quiet or len(paths) < 2,
-               file=sys.stderr)
+    failures = crashes = 0
+    bar = tqdm(list(zip(paths, stems)), unit="image", disable=args.quiet or len(paths) < 2, file=sys.stderr)
     for path, stem in bar:
         try:
             result = predictor(path)
@@ -189,10 +219,15 @@ def _segment(args: argparse.Namespace) -> int:
             failures += 1
             tqdm.write(f"fastsam: error: {exc}", file=sys.stderr)
             continue
+        except Exception as exc:  # noqa: BLE001 - a bug on one image must not cost the user the others
+            crashes += 1
+            tqdm.write(f"fastsam: internal error on {path}: {type(exc).__name__}: {exc} (please report it)",
+                       file=sys.stderr)
+            continue
         if not args.quiet:
             tqdm.write(f"{path}: {len(result)} instances, {len(selection)} masks -> {', '.join(str(p) for p in written[:3])}"
                        f"{' ...' if len(written) > 3 else ''}", file=sys.stderr)
-    return EXIT_USER_ERROR if failures else 0
+    return EXIT_INTERNAL_ERROR if crashes else EXIT_USER_ERROR if failures else 0
 
 
 def _convert(args: argparse.Namespace) -> int:

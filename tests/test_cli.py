@@ -182,3 +182,139 @@ def test_readme_main_command_runs_the_bundled_model_offline(tmp_path):
     assert max(areas) > 0.01 * height * width  # at least one object-sized mask, not specks
     overlay = cv2.imread(str(tmp_path / "out" / "dogs_overlay.png"))
     assert overlay.shape[:2] == (height, width)
+
+
+# ------------------------------------------------------------------------------------------ hostile inputs
+def _segment_json(*args: str) -> list[str]:
+    return ["segment", *args, "--conf", "0.0", "--max-det", "3", "--imgsz", "128", "--format", "json", "--quiet"]
+
+
+def test_very_thin_images_are_segmented_and_the_next_image_still_runs(tmp_path, tiny_model, image):
+    shapes = {"wide": (2, 5000), "wider": (1, 20000), "tall": (20000, 1)}
+    paths = []
+    for name, shape in shapes.items():
+        paths.append(tmp_path / f"{name}.png")
+        cv2.imwrite(str(paths[-1]), np.full((*shape, 3), 200, np.uint8))
+    code = main(_segment_json(*map(str, paths), str(image), "--model", str(tiny_model), "--out", str(tmp_path / "out")))
+    assert code == 0
+    for name, (height, width) in shapes.items():
+        document = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+        assert (document["images"][0]["height"], document["images"][0]["width"]) == (height, width)
+        for annotation in document["annotations"]:
+            assert coco_mask.decode(annotation["segmentation"]).shape == (height, width)
+    assert (tmp_path / "out" / "noise.json").is_file()
+
+
+def test_decoder_crash_on_one_image_does_not_stop_the_others(tmp_path, tiny_model, image, capsys):
+    from tests.test_inputs import tiff_with_rational_strip_offsets
+
+    tiff = tmp_path / "strip.tif"
+    tiff.write_bytes(tiff_with_rational_strip_offsets())
+    code = main(_segment_json(str(tiff), str(image), "--model", str(tiny_model), "--out", str(tmp_path / "out")))
+    assert code == 2
+    assert (tmp_path / "out" / "noise.json").is_file() and not (tmp_path / "out" / "strip.json").exists()
+    err = capsys.readouterr().err
+    assert err.count("fastsam: error: ") == 1 and "strip.tif" in err and "Traceback" not in err
+
+
+def test_unexpected_exception_on_one_image_does_not_stop_the_others(tmp_path, tiny_model, image, monkeypatch,
+                                                                     capsys):
+    from fastsam.inference.predictor import Predictor
+
+    real_call = Predictor.__call__
+
+    def call(self, source, *args, **kwargs):
+        if Path(source).name == "a.png":
+            raise RuntimeError("simulated bug")
+        return real_call(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "__call__", call)
+    (tmp_path / "a.png").write_bytes(image.read_bytes())
+    code = main(_segment_json(str(tmp_path / "a.png"), str(image), "--model", str(tiny_model), "--out",
+                              str(tmp_path / "out")))
+    assert code == 1
+    assert (tmp_path / "out" / "noise.json").is_file()
+    assert "internal error on" in capsys.readouterr().err
+
+
+@pytest.fixture
+def network_must_not_run(monkeypatch):
+    """Makes loading a model fail the test: the command must stop before the network."""
+    from fastsam.model import zoo
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the model was loaded before the outputs were checked")
+
+    monkeypatch.setattr(zoo, "load_model", refuse)
+
+
+def test_output_path_that_is_a_file_is_reported_before_the_network(tmp_path, tiny_model, image, capsys,
+                                                                   network_must_not_run):
+    (tmp_path / "taken").write_text("x")
+    code = main(_segment_json(str(image), "--model", str(tiny_model), "--out", str(tmp_path / "taken")))
+    assert code == 2
+    assert "is a file" in capsys.readouterr().err
+    (tmp_path / "out" / "noise.json").mkdir(parents=True)  # a folder where a file goes
+    code = main(_segment_json(str(image), "--model", str(tiny_model), "--out", str(tmp_path / "out")))
+    assert code == 2
+    assert "noise.json' is a folder" in capsys.readouterr().err
+
+
+def test_read_only_output_folder_is_reported_before_the_network(tmp_path, tiny_model, image, capsys, monkeypatch,
+                                                                network_must_not_run):
+    import errno
+    import tempfile
+
+    def read_only(*_args, **_kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    code = main(_segment_json(str(image), "--model", str(tiny_model), "--out", str(tmp_path / "out")))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastsam: error: cannot write to folder") and "Read-only file system" in err
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a user that file modes restrict")
+def test_read_only_output_folder_exits_2_without_traceback(tmp_path, tiny_model, image):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        done = run_cli(*_segment_json(str(image), "--model", str(tiny_model), "--out", str(out)))
+    finally:
+        out.chmod(0o700)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("fastsam: error: cannot write to folder"), done.stderr
+
+
+def test_output_folder_turning_read_only_mid_run_fails_that_image_only(tmp_path, tiny_model, image, monkeypatch,
+                                                                       capsys):
+    import errno
+
+    from fastsam.io import atomic
+
+    real_replace = os.replace
+
+    def replace(source, target, *args, **kwargs):
+        if Path(target).name == "a.json":
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    (tmp_path / "a.png").write_bytes(image.read_bytes())
+    code = main(_segment_json(str(tmp_path / "a.png"), str(image), "--model", str(tiny_model), "--out",
+                              str(tmp_path / "out")))
+    assert code == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["noise.json"]  # no temporary file left
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_written_files_get_the_usual_mode(tmp_path, tiny_model, image):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    main(["segment", str(image), "--model", str(tiny_model), "--conf", "0.0", "--max-det", "2", "--imgsz", "128",
+          "--format", "json", "png", "labels", "polygons", "overlay", "--out", str(tmp_path / "out"), "--quiet"])
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert len(written) == 6
+    assert {p.stat().st_mode & 0o777 for p in written} == {0o666 & ~umask}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+import struct
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from fastsam.errors import ImageReadError, InvalidInputError
+from fastsam.inference.letterbox import apply_letterbox, plan_letterbox
 from fastsam.io.image import load_image
 from fastsam.inference.predictor import check_settings
 from fastsam.result import SegmentationResult
@@ -57,6 +60,49 @@ def test_truncated_file(tmp_path, rgb_image, fmt):
     path.write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
     with pytest.raises(ImageReadError, match="truncated or corrupt"):
         load_image(path)
+
+
+def tiff_with_rational_strip_offsets() -> bytes:
+    """A 4x4 RGB TIFF whose StripOffsets tag is a RATIONAL: Pillow opens it, then raises TypeError in load()."""
+    pixels = bytes(range(48))
+    entries = 9
+    extra = 8 + 2 + 12 * entries + 4  # where BitsPerSample's values and the rational go, after the IFD
+    tags = [(256, 3, 1, struct.pack("<HH", 4, 0)), (257, 3, 1, struct.pack("<HH", 4, 0)),
+            (258, 3, 3, struct.pack("<I", extra)), (259, 3, 1, struct.pack("<HH", 1, 0)),
+            (262, 3, 1, struct.pack("<HH", 2, 0)), (273, 5, 1, struct.pack("<I", extra + 6)),
+            (277, 3, 1, struct.pack("<HH", 3, 0)), (278, 4, 1, struct.pack("<I", 4)),
+            (279, 4, 1, struct.pack("<I", len(pixels)))]
+    data = b"II*\x00" + struct.pack("<IH", 8, entries)
+    data += b"".join(struct.pack("<HHI", tag, kind, count) + value for tag, kind, count, value in tags)
+    return data + struct.pack("<I3H2I", 0, 8, 8, 8, 2 * (extra + 14) + 1, 2) + pixels
+
+
+def test_decoder_exception_becomes_image_error(tmp_path):
+    data = tiff_with_rational_strip_offsets()
+    with pytest.raises(TypeError):  # what Pillow itself does with it
+        Image.open(io.BytesIO(data)).load()
+    with pytest.raises(ImageReadError, match="corrupt.*TypeError"):
+        load_image(data)
+    (tmp_path / "bad.tif").write_bytes(data)
+    with pytest.raises(ImageReadError, match="bad.tif"):
+        load_image(tmp_path / "bad.tif")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a user that file modes restrict")
+def test_unreadable_file(tmp_path, rgb_image):
+    path = _save(rgb_image, tmp_path / "secret.png")
+    path.chmod(0)
+    with pytest.raises(ImageReadError, match="cannot read"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("height, width", [(2, 5000), (5000, 2), (1, 20000), (20000, 1)])
+def test_very_thin_images_keep_a_pixel_per_side(height, width):
+    box = plan_letterbox((height, width), 1024)
+    assert min(box.resized_size) == 1 and max(box.resized_size) == 1024
+    assert all(side % 32 == 0 for side in box.input_size)
+    padded = apply_letterbox(np.zeros((height, width, 3), np.uint8), box)
+    assert padded.shape == (*box.input_size, 3)
 
 
 def test_pixel_limit_checked_before_decoding(tmp_path):
