@@ -463,3 +463,64 @@ def test_bad_per_layer_eps_in_native_config(tmp_path: Path, layer_eps: dict) -> 
               metadata={"fastsam_config": json.dumps(config)})
     with pytest.raises(CheckpointError, match="eps|config"):
         load_weights(path)
+
+
+# --- zip bombs -------------------------------------------------------------------------------------------------
+
+def _rezip(source: Path, dest: Path, replace: dict[str, bytes]) -> Path:
+    """``source``'s members, those whose name ends with a key of ``replace`` swapped for its (deflated) bytes."""
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(dest, "w") as out:
+        for name in archive.namelist():
+            new = next((data for suffix, data in replace.items() if name.endswith(suffix)), None)
+            if new is None:
+                out.writestr(name, archive.read(name), zipfile.ZIP_STORED)
+            else:
+                out.writestr(name, new, zipfile.ZIP_DEFLATED)
+    return dest
+
+
+def test_tensor_member_inflating_beyond_its_tensor_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "small.pt"
+    torch.save({"model": torch.arange(1000.0)}, source)  # the pickle says 4000 bytes
+    bomb = _rezip(source, tmp_path / "bomb.pt", {"/data/0": bytes(64 << 20)})
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(UnsafeCheckpointError, match="declares 67108864 bytes but its tensor needs 4000"):
+        load_weights(bomb)
+
+
+def test_oversized_pickle_is_refused_unread(tmp_path: Path) -> None:
+    from fastsam.model.safe_pickle import MAX_PICKLE_BYTES
+
+    source = tmp_path / "small.pt"
+    torch.save({"model": torch.arange(10.0)}, source)
+    bomb = _rezip(source, tmp_path / "bomb.pt", {"data.pkl": b"(" * (MAX_PICKLE_BYTES + 1)})
+    with pytest.raises(UnsafeCheckpointError, match="zip bomb"):
+        load_weights(bomb)
+
+
+def test_tensors_beyond_the_total_limit_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastsam.model import safe_pickle
+
+    path = tmp_path / "big.pt"
+    torch.save({"model": [torch.zeros(100_000), torch.zeros(100_000)]}, path)  # 800 kB in all
+    monkeypatch.setattr(safe_pickle, "MAX_TENSOR_BYTES", 600_000)
+    with pytest.raises(UnsafeCheckpointError, match="all tensors together"):
+        load_weights(path)
+
+
+def test_tensor_larger_than_its_storage_is_refused(tmp_path: Path) -> None:
+    # Stride 0 would let 4 bytes pose as a 10^12-element weight, from which a huge network would be built.
+    path = tmp_path / "strided.pt"
+    torch.save({"model": torch.zeros(1).expand(1_000_000, 1_000_000)}, path)
+    with pytest.raises(CheckpointError, match="more elements than its storage"):
+        load_weights(path)
+
+
+def test_config_asking_for_a_huge_network_is_refused_before_building_it(tmp_path: Path) -> None:
+    model = YoloV8Seg(YoloV8SegConfig.from_scale("n")).eval()
+    path = tmp_path / "huge.safetensors"
+    config = dict(model.cfg.to_dict(), widths=[16, 32, 64, 128, 1 << 20])  # P5 weights of 10^13 parameters
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"fastsam_config": json.dumps(config)})
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_weights(path)

@@ -18,19 +18,30 @@ from fastsam.model.yolov8_seg import YoloV8Seg, rename_ultralytics_key
 
 CONFIG_METADATA_KEY = "fastsam_config"
 
-def _module_state(module: StubObject, prefix: str, out: dict[str, torch.Tensor], eps: dict[str, float]) -> None:
+_MAX_MODULE_DEPTH = 16  # YOLOv8 nests modules 6 deep; a deeper tree is a corrupt or hostile file
+
+
+def _module_state(module: StubObject, prefix: str, out: dict[str, torch.Tensor], eps: dict[str, float],
+                  depth: int = 0) -> None:
     """Collect the tensors under ``module`` into ``out`` and each batch norm's epsilon into ``eps``, both keyed
     by their ultralytics path (``model.22.cv2.0.0.bn.weight``, ``model.22.cv2.0.0.bn``)."""
+    if depth > _MAX_MODULE_DEPTH:
+        raise CheckpointError(f"checkpoint modules are nested more than {_MAX_MODULE_DEPTH} deep at {prefix!r}")
     state = module.state if isinstance(module.state, dict) else {}
+
+    def entries(group: str) -> list[tuple[Any, Any]]:
+        items = state.get(group)
+        return list(items.items()) if isinstance(items, dict) else []
+
     for group in ("_parameters", "_buffers"):
-        for name, tensor in (state.get(group) or {}).items():
+        for name, tensor in entries(group):
             if isinstance(tensor, torch.Tensor):
-                out[prefix + name] = tensor
+                out[f"{prefix}{name}"] = tensor
     if module.qualname.endswith("BatchNorm2d") and isinstance(state.get("eps"), float):
         eps[prefix.rstrip(".")] = state["eps"]
-    for name, child in (state.get("_modules") or {}).items():
+    for name, child in entries("_modules"):
         if isinstance(child, StubObject):
-            _module_state(child, f"{prefix}{name}.", out, eps)
+            _module_state(child, f"{prefix}{name}.", out, eps, depth + 1)
 
 def _ultralytics_model(checkpoint: Any, path: Path) -> StubObject:
     if not isinstance(checkpoint, dict):
@@ -85,10 +96,11 @@ def _renamed_eps(eps: dict[str, float], path: Path) -> dict[str, float]:
 def build_model(state: dict[str, torch.Tensor], cfg: YoloV8SegConfig, source: str = "weights") -> YoloV8Seg:
     """Instantiate :class:`YoloV8Seg` and load ``state`` strictly (every weight present with its shape)."""
     try:
-        model = YoloV8Seg(cfg)
+        # Shapes first, on the meta device (no memory): a corrupt config could otherwise ask for a huge network.
+        with torch.device("meta"):
+            expected = YoloV8Seg(cfg).state_dict()
     except InvalidInputError as exc:
         raise CheckpointError(f"{source}: {exc}") from exc
-    expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
@@ -97,6 +109,7 @@ def build_model(state: dict[str, torch.Tensor], cfg: YoloV8SegConfig, source: st
             f"shape mismatch at {wrong[:3]}"
         )
         raise CheckpointError(f"{source} do not form a YOLOv8-seg network: {detail}")
+    model = YoloV8Seg(cfg)
     model.load_state_dict(state)
     return model.eval()
 
@@ -142,10 +155,13 @@ def load_weights(path: str | Path) -> YoloV8Seg:
         raise CheckpointError(f"checkpoint file is empty: {path}")
     with path.open("rb") as f:
         magic = f.read(9)
-    if magic[:2] == b"PK":
-        state, cfg = state_from_ultralytics(path)
-    elif magic[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
-        state, cfg = load_native(path)
-    else:
+    if magic[:2] != b"PK" and magic[8:9] != b"{":  # safetensors: an 8-byte header length, then the JSON header
         raise CheckpointError(f"{path} is neither a PyTorch (.pt) nor a safetensors checkpoint")
-    return build_model(state, cfg, source=str(path))
+    try:
+        state, cfg = state_from_ultralytics(path) if magic[:2] == b"PK" else load_native(path)
+        return build_model(state, cfg, source=str(path))
+    except CheckpointError:
+        raise
+    except (InvalidInputError, IndexError, ValueError, TypeError, RuntimeError) as exc:
+        # Weights whose shapes or values make no network (a corrupt file, or one of another architecture).
+        raise CheckpointError(f"{path} does not hold a usable YOLOv8-seg network: {exc}") from exc

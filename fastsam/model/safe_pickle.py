@@ -8,25 +8,34 @@ malicious ``.pt`` runs ``os.system``. This reader never imports a module named b
 * classes from the modules that legitimately appear in YOLOv8 checkpoints (``ultralytics.*``,
   ``torch.nn.modules.*``) become inert :class:`StubObject` records of their pickled state;
 * everything else raises :class:`~fastsam.errors.UnsafeCheckpointError` before anything is called.
+
+Sizes are checked before anything is inflated, so a small file cannot make the reader allocate gigabytes (a zip
+bomb): ``data.pkl`` is capped at :data:`MAX_PICKLE_BYTES`, each tensor member must declare exactly the bytes its
+storage needs (numel x itemsize), and all storages together stay under :data:`MAX_TENSOR_BYTES`.
 """
 
 from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
-import struct
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from fastsam.errors import CheckpointError, UnsafeCheckpointError
 
 # Module prefixes whose classes are recorded as stubs. Nothing from them is imported.
 STUB_MODULE_PREFIXES = ("ultralytics.", "torch.nn.modules.", "models.")
+
+#: Largest ``data.pkl`` read, in bytes. YOLOv8 checkpoints hold 0.1-0.3 MB of pickle (their tensors are separate
+#: members); the pure-Python unpickler takes seconds per ten megabytes, so a large one is refused unread.
+MAX_PICKLE_BYTES = 16 << 20
+#: Largest total of tensor storage, in bytes (YOLOv8x-seg in fp32 needs about 0.3 GB).
+MAX_TENSOR_BYTES = 2 << 30
 
 _STORAGE_DTYPES: dict[str, torch.dtype] = {
     "HalfStorage": torch.float16,
@@ -94,6 +103,9 @@ def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tup
         return storage.new_empty(tuple(size))
     if needed > storage.numel() or offset < 0 or any(st < 0 for st in stride):
         raise CheckpointError("checkpoint tensor points outside its storage (file corrupt?)")
+    if math.prod(size) > storage.numel() - offset:
+        # Overlapping strides (e.g. 0) would let a few bytes pose as a huge weight, and a huge network be built.
+        raise CheckpointError("checkpoint tensor has more elements than its storage (file corrupt?)")
     return torch.as_strided(storage, tuple(size), tuple(stride), offset)
 
 
@@ -188,8 +200,19 @@ def load_torch_zip(path: str | Path) -> Any:
     try:
         with archive:
             return _read_archive(archive, path)
-    except zipfile.BadZipFile as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
+    except CheckpointError:
+        raise
+    except RecursionError as exc:
+        raise CheckpointError(f"checkpoint {path} is nested too deeply to read") from exc
+    except Exception as exc:  # noqa: BLE001 - zipfile, zlib and the unpickler raise many types on bad bytes
+        raise CheckpointError(f"checkpoint {path} is corrupt: {type(exc).__name__}: {exc}") from exc
+
+
+def _refuse_bomb(path: Path, info: zipfile.ZipInfo, needed: int, what: str) -> None:
+    raise UnsafeCheckpointError(
+        f"checkpoint {path}: member {info.filename} declares {info.file_size} bytes but {what} {needed}; a file "
+        "that inflates beyond what it holds (a zip bomb) is refused unread"
+    )
 
 
 def _read_archive(archive: zipfile.ZipFile, path: Path) -> Any:
@@ -198,26 +221,37 @@ def _read_archive(archive: zipfile.ZipFile, path: Path) -> Any:
     if len(pickles) != 1:
         raise CheckpointError(f"{path} is a zip archive but not a PyTorch checkpoint (no data.pkl)")
     root = pickles[0][: -len("data.pkl")]
+    pickle_info = archive.getinfo(pickles[0])
+    if pickle_info.file_size > MAX_PICKLE_BYTES:
+        _refuse_bomb(path, pickle_info, MAX_PICKLE_BYTES, "the limit for a model's pickle is")
+    with archive.open(pickle_info) as member:
+        pickle_bytes = member.read(MAX_PICKLE_BYTES + 1)
+    if len(pickle_bytes) > MAX_PICKLE_BYTES:
+        _refuse_bomb(path, pickle_info, MAX_PICKLE_BYTES, "the limit for a model's pickle is")
     cache: dict[str, torch.Tensor] = {}
+    total = 0
 
     def load_storage(dtype: torch.dtype, key: str, numel: int) -> torch.Tensor:
+        nonlocal total
         if key not in cache:
             member = f"{root}data/{key}"
             try:
-                raw = archive.read(member)
+                info = archive.getinfo(member)
             except KeyError as exc:
                 raise CheckpointError(f"checkpoint {path} lacks tensor data {member}") from exc
-            itemsize = torch.empty((), dtype=dtype).element_size()
-            if len(raw) < numel * itemsize:
+            needed = numel * torch.empty((), dtype=dtype).element_size()
+            if numel < 0 or info.file_size < needed:
                 raise CheckpointError(f"checkpoint {path} is truncated (tensor data {member} too short)")
-            array = np.frombuffer(raw, dtype=np.uint8, count=numel * itemsize).copy()
-            cache[key] = torch.from_numpy(array).view(dtype)
+            if info.file_size > needed:
+                _refuse_bomb(path, info, needed, "its tensor needs")
+            total += needed
+            if total > MAX_TENSOR_BYTES:
+                _refuse_bomb(path, info, MAX_TENSOR_BYTES, "all tensors together may take at most")
+            raw = archive.read(info)
+            if len(raw) != needed:
+                raise CheckpointError(f"checkpoint {path} is truncated (tensor data {member} too short)")
+            storage = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
+            cache[key] = storage.view(dtype)
         return cache[key]
 
-    try:
-        return _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
-    except CheckpointError:
-        raise
-    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError, KeyError,
-            MemoryError, RecursionError, struct.error) as exc:
-        raise CheckpointError(f"checkpoint {path} could not be unpickled: {type(exc).__name__}: {exc}") from exc
+    return _RestrictedUnpickler(io.BytesIO(pickle_bytes), load_storage).load()
