@@ -14,6 +14,7 @@ from typing import Sequence
 
 from fastsam.cli_options import add_inference_arguments, chosen_model, predictor_options
 from fastsam.errors import FastSAMError, InvalidInputError
+from fastsam.extras import missing_dependency
 from fastsam.io.image import IMAGE_SUFFIXES
 
 FORMATS = ("json", "png", "labels", "polygons", "overlay")
@@ -271,6 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except FastSAMError as exc:
         print(f"fastsam: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ModuleNotFoundError as exc:
+        # Any path that imports an optional package directly still names the extra to install.
+        missing = missing_dependency(exc, f"fastsam {args.command}", command=args.command)
+        if missing is None:
+            raise
+        print(f"fastsam: error: {missing}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("fastsam: interrupted", file=sys.stderr)

@@ -33,3 +33,7 @@ class ModelNotFoundError(FastSAMError):
 
 class OutputWriteError(FastSAMError, OSError):
     """An output file or folder cannot be written (read-only folder, a file in the way, disk full...)."""
+
+
+class MissingDependencyError(FastSAMError, ImportError):
+    """An optional package needed for a feature is not installed (the message names the extra to install)."""

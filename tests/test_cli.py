@@ -318,3 +318,58 @@ def test_written_files_get_the_usual_mode(tmp_path, tiny_model, image):
     written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert len(written) == 6
     assert {p.stat().st_mode & 0o777 for p in written} == {0o666 & ~umask}
+
+
+# ------------------------------------------------------------------------------------------ optional extras
+def test_bench_edges_without_scipy_names_the_extra(tmp_path, monkeypatch, capsys, image):
+    for folder in ("images/val", "groundTruth/val"):
+        (tmp_path / "bsds" / folder).mkdir(parents=True)
+    (tmp_path / "bsds" / "images" / "val" / "a.jpg").write_bytes(image.read_bytes())
+    (tmp_path / "bsds" / "groundTruth" / "val" / "a.mat").write_bytes(b"MATLAB")
+    monkeypatch.setitem(sys.modules, "scipy.io", None)  # what an installation without scipy does on import
+    code = main(["bench", "edges", str(tmp_path / "bsds"), "--method", "canny", "--out", str(tmp_path / "out"),
+                 "--quiet"])
+    assert code == 2
+    assert "pip install 'fastsam[eval]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("error, command, extra", [
+    (ModuleNotFoundError("No module named 'matplotlib'"), "bench", "train"),  # as a DataLoader worker re-raises it
+    (ModuleNotFoundError("No module named 'scipy.io'", name="scipy.io"), "bench", "eval"),
+    (ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"), "bench", "onnx"),
+])
+def test_any_missing_optional_package_names_its_extra(tmp_path, monkeypatch, capsys, error, command, extra):
+    from fastsam.eval import cli as eval_cli
+
+    def report(_args):
+        raise error
+
+    monkeypatch.setattr(eval_cli, "_report", report)
+    assert main(["bench", "report", str(tmp_path), "--out", str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastsam: error: fastsam {command} needs") and f"pip install 'fastsam[{extra}]'" in err
+
+
+def test_missing_module_of_no_extra_is_a_bug_not_a_user_error(tmp_path, monkeypatch):
+    from fastsam.eval import cli as eval_cli
+
+    def report(_args):
+        raise ModuleNotFoundError("No module named 'fastsam.nonexistent'", name="fastsam.nonexistent")
+
+    monkeypatch.setattr(eval_cli, "_report", report)
+    with pytest.raises(ModuleNotFoundError):
+        main(["bench", "report", str(tmp_path), "--out", str(tmp_path / "r.md")])
+
+
+def test_extra_packages_match_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    from fastsam.extras import EXTRA_PACKAGES
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    import_names = {"python-multipart": "multipart"}
+    for extra, requirements in extras.items():
+        for requirement in requirements:
+            dist = requirement.split(">")[0].split("[")[0].split("=")[0].strip().lower()
+            if dist == "fastsam":
+                continue
+            assert import_names.get(dist, dist.replace("-", "_")) in EXTRA_PACKAGES[extra], (extra, dist)

@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from fastsam.errors import InvalidInputError
+from fastsam.extras import import_optional
 
 DEFAULT_MAX_DIST = 0.0075
 DEFAULT_THRESHOLDS = 99
@@ -45,8 +46,8 @@ def threshold_grid(count: int) -> np.ndarray:
 
 def load_ground_truth(path: str | Path) -> list[np.ndarray]:
     """Every annotator's boundary map from a BSDS ``.mat`` file: a list of (H, W) bool arrays."""
-    from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
+    scipy_io = import_optional("scipy.io", "eval", "reading BSDS500 ground truth (fastsam bench edges)")
+    loadmat, MatReadError = scipy_io.loadmat, scipy_io.matlab.MatReadError
 
     try:
         cells = loadmat(str(path))["groundTruth"]

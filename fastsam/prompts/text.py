@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Sequence, runtime_c
 
 import numpy as np
 
-from fastsam.errors import FastSAMError, InvalidInputError, ModelNotFoundError
+from fastsam.errors import FastSAMError, InvalidInputError, MissingDependencyError, ModelNotFoundError
 from fastsam.prompts.selection import Selection
 from fastsam.rle import RunLengthMask
 
@@ -53,10 +53,6 @@ CROP_MODES = ("mask", "box")
 METRICS = ("cosine", "probability")
 _OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "FASTSAM_OFFLINE")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-class MissingDependencyError(FastSAMError, ImportError):
-    """An optional package needed for a feature is not installed."""
 
 
 @runtime_checkable
