@@ -1,4 +1,5 @@
-"""Simulated clicks: click placement, IoU with an ignore label, NoC, on hand-made masks with known answers."""
+"""Simulated clicks: click placement, IoU with an ignore label, NoC, on hand-made masks with known answers; the
+interactive-set layouts (GrabCut, Berkeley, DAVIS / COCO_MVal, SBD) on small synthetic folders."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from fastsam.errors import InvalidInputError
 from fastsam.eval.clicks import (masked_iou, next_click, number_of_clicks, run_clicks_benchmark, simulate_clicks,
                                  summarize_clicks)
+from fastsam.eval.datasets import load_interactive_set, read_interactive_mask
 
 
 def square(size: int, x0: int, y0: int, side: int) -> np.ndarray:
@@ -106,5 +109,84 @@ def test_benchmark_runs_and_resumes_with_a_real_model(tmp_path: Path, tiny_model
     again = run_clicks_benchmark(root, out, model=tiny_model, imgsz=64, conf=0.0, max_det=30, max_clicks=3,
                                  progress=False)
     assert again["computed_images"] == 0 and again["miou"] == summary["miou"]
-    with pytest.raises(InvalidInputError, match="GrabCut-format"):
+    with pytest.raises(InvalidInputError, match="known layout"):
         run_clicks_benchmark(tmp_path, out, model=tiny_model)
+
+
+# ---------------------------------------------------------------------------------------------- set layouts
+def _object_and_void(height: int = 30, width: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    obj = np.zeros((height, width), bool)
+    obj[8:20, 10:25] = True
+    void = np.zeros_like(obj)
+    void[7:21, 9:26] = True
+    return obj, void & ~obj
+
+
+def _write_pair(root: Path, image_dir: str, mask_dir: str, name: str, mask: Image.Image) -> None:
+    (root / image_dir).mkdir(parents=True, exist_ok=True)
+    (root / mask_dir).mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*mask.size[::-1], 3), 90, np.uint8)).save(root / image_dir / f"{name}.jpg")
+    mask.save(root / mask_dir / f"{name}.png")
+
+
+def test_berkeley_layout_with_gray_void_band(tmp_path: Path) -> None:
+    obj, void = _object_and_void()
+    _write_pair(tmp_path, "images", "masks", "b1", Image.fromarray((obj * 255 + void * 128).astype(np.uint8)))
+    [sample] = load_interactive_set(tmp_path)
+    found, ignored = read_interactive_mask(sample.mask, sample.instance)
+    assert sample.name == "b1" and np.array_equal(found, obj) and np.array_equal(ignored, void)
+
+
+@pytest.mark.parametrize("encoding", ["gray-0-255", "rgb-0-255", "gray-0-1"])
+def test_davis_and_coco_mval_layout_with_binary_masks(tmp_path: Path, encoding: str) -> None:
+    obj, _ = _object_and_void()
+    if encoding == "gray-0-255":
+        mask = Image.fromarray(obj.astype(np.uint8) * 255)
+    elif encoding == "rgb-0-255":  # colour masks count where any channel is set
+        mask = Image.fromarray(np.stack([obj * 0, obj * 255, obj * 0], axis=2).astype(np.uint8))
+    else:
+        mask = Image.fromarray(obj.astype(np.uint8))
+    _write_pair(tmp_path, "img", "gt", "bear", mask)
+    [sample] = load_interactive_set(tmp_path)
+    found, ignored = read_interactive_mask(sample.mask, sample.instance)
+    assert np.array_equal(found, obj) and not ignored.any()
+
+
+def _palette(labels: np.ndarray) -> Image.Image:
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    image.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0, 0, 0] * 252 + [224, 224, 192])
+    return image
+
+
+def test_sbd_layout_with_palette_masks_gives_one_sample_per_object(tmp_path: Path) -> None:
+    obj, void = _object_and_void()
+    second = np.zeros_like(obj)
+    second[22:28, 2:8] = True
+    labels = obj * 1 + second * 2 + void * 255
+    _write_pair(tmp_path, "img", "masks", "2008_000001", _palette(labels))
+    _write_pair(tmp_path, "img", "masks", "2008_000002", _palette(obj * 1 + void * 255))
+    samples = load_interactive_set(tmp_path)
+    assert [s.name for s in samples] == ["2008_000001#1", "2008_000001#2", "2008_000002"]
+    for sample, expected in zip(samples, (obj, second, obj)):
+        found, ignored = read_interactive_mask(sample.mask, sample.instance)
+        assert np.array_equal(found, expected) and np.array_equal(ignored, void)  # 255 is void, not object
+    assert len(load_interactive_set(tmp_path, max_images=2)) == 2
+
+
+def test_unreadable_mask_and_unknown_layout_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "img" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "gt" / "a.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(InvalidInputError, match="cannot read mask"):
+        load_interactive_set(tmp_path)
+    with pytest.raises(InvalidInputError, match="img/ \\+ gt/"):
+        load_interactive_set(tmp_path / "img")
+
+
+def test_benchmark_on_a_davis_layout(tmp_path: Path, tiny_model: Path) -> None:
+    obj, _ = _object_and_void()
+    _write_pair(tmp_path / "davis", "img", "gt", "bear", Image.fromarray(obj.astype(np.uint8) * 255))
+    summary = run_clicks_benchmark(tmp_path / "davis", tmp_path / "out", model=tiny_model, imgsz=64, conf=0.0,
+                                   max_det=10, max_clicks=2, progress=False)
+    assert summary["images"] == 1 and len(summary["miou"]) == 2

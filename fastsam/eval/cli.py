@@ -131,9 +131,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     boxes.add_argument("--min-score", type=float, default=0.0, help="ignore detections scoring below this")
     _add_common(boxes, conf=0.4, max_det=300)
 
-    clicks = task("clicks", "interactive segmentation with simulated clicks on a GrabCut-format set: mIoU after "
-                            "1..N clicks, NoC@85/90", _clicks)
-    clicks.add_argument("data_root", metavar="DATA_ROOT", help="folder with data_GT/ and boundary_GT/")
+    clicks = task("clicks", "interactive segmentation with simulated clicks on GrabCut, Berkeley, DAVIS, COCO_MVal "
+                            "or SBD (as RITM / f-BRS package them): mIoU after 1..N clicks, NoC@85/90", _clicks)
+    clicks.add_argument("data_root", metavar="DATA_ROOT", help="folder with data_GT/ + boundary_GT/ (GrabCut), "
+                                                                "images/ + masks/ (Berkeley) or img/ + gt/ or masks/")
     clicks.add_argument("--max-clicks", type=int, default=20, help="clicks per image (default 20)")
     _add_common(clicks, conf=0.4, max_det=300)
 

@@ -1,5 +1,6 @@
 """Click-based interactive segmentation with the standard simulated-click protocol (as RITM / f-BRS / SimpleClick
-evaluate NoC): mIoU after 1..20 clicks and NoC@85/90 on GrabCut-format sets.
+evaluate NoC): mIoU after 1..20 clicks and NoC@85/90 on the standard sets as RITM / f-BRS package them (GrabCut,
+Berkeley, DAVIS, COCO_MVal, SBD; see :func:`fastsam.eval.datasets.load_interactive_set`).
 
 Each click goes where the current prediction is most wrong: among the false-negative pixels (object, not
 predicted) and the false-positive pixels (predicted, not object), ignore pixels excluded, the one farthest from
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 
 from fastsam.errors import InvalidInputError
-from fastsam.eval.datasets import load_interactive_set, read_label_mask
+from fastsam.eval.datasets import load_interactive_set, read_interactive_mask
 from fastsam.eval.store import (ResultCache, Stopwatch, check_max_images, make_predictor, markdown_table,
                                 model_name, run_cached, write_task_outputs)
 
@@ -114,7 +115,7 @@ def run_clicks_benchmark(data_root: str | Path, out_dir: str | Path, *, model: A
                          imgsz: int = 1024, conf: float = 0.4, iou: float = 0.9, max_det: int = 300,
                          retina: bool = True, device: str = "cpu", max_images: int | None = None,
                          progress: bool = True) -> dict:
-    """Run the click task on a GrabCut-format set; write ``out_dir/clicks.json`` and ``clicks.md``; return the
+    """Run the click task on an interactive set (GrabCut, Berkeley, DAVIS, COCO_MVal or SBD layout); write ``out_dir/clicks.json`` and ``clicks.md``; return the
     summary (see :func:`summarize_clicks`, plus settings, images and wall_s)."""
     max_images = check_max_images(max_images)
     if isinstance(max_clicks, bool) or not isinstance(max_clicks, int) or max_clicks < 1:
@@ -127,7 +128,7 @@ def run_clicks_benchmark(data_root: str | Path, out_dir: str | Path, *, model: A
     clock = Stopwatch()
 
     def click_through(sample: Any) -> dict:
-        truth, ignore = read_label_mask(sample.mask)
+        truth, ignore = read_interactive_mask(sample.mask, sample.instance)
         result = predictor(sample.image, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, retina=retina,
                            keep_image=False)
         if result.image_size != truth.shape:

@@ -1,5 +1,5 @@
-"""Reading the evaluation sets: COCO-format instance sets (annotations JSON + image folder) and GrabCut-format
-interactive sets (image + mask with an ignore label)."""
+"""Reading the evaluation sets: COCO-format instance sets (annotations JSON + image folder) and interactive sets
+as RITM / f-BRS package them (an image folder and a mask folder; gray, 0/255 or palette masks with a void label)."""
 
 from __future__ import annotations
 
@@ -78,42 +78,97 @@ def annotation_rle(ann: dict, height: int, width: int) -> dict:
     return {"size": segmentation["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 
 
+#: Interactive-set layouts as RITM / f-BRS package them: (image folder, mask folder, sets that use it).
+INTERACTIVE_LAYOUTS = (
+    ("data_GT", "boundary_GT", "GrabCut"),
+    ("images", "masks", "Berkeley"),
+    ("img", "gt", "DAVIS, COCO_MVal, SBD"),
+    ("img", "masks", "SBD"),
+)
+VOID_GRAY = 128  # GrabCut and Berkeley: the unlabelled band along the object's boundary
+VOID_PALETTE = 255  # PASCAL / SBD palette masks: the void index
+
+
 @dataclass(frozen=True)
 class InteractiveSample:
-    """One image of an interactive set: its path and its mask's path (object 255, ignore ``ignore_value``)."""
+    """One object of an interactive set: its image, its mask file, and for a palette mask holding several
+    objects the palette index of this one (None: the mask's only object)."""
 
     name: str
     image: Path
     mask: Path
+    instance: int | None = None
 
 
-def load_interactive_set(root: str | Path, max_images: int | None = None) -> list[InteractiveSample]:
-    """A GrabCut-format set: ``root/data_GT/<name>.<image>`` and ``root/boundary_GT/<name>.<png|bmp>`` (also
-    ``images/`` + ``masks/``), paired by file stem, sorted by name."""
-    root = Path(root)
-    for image_dir, mask_dir in (("data_GT", "boundary_GT"), ("images", "masks")):
-        if (root / image_dir).is_dir() and (root / mask_dir).is_dir():
-            break
-    else:
-        raise InvalidInputError(f"{root} is not a GrabCut-format set: expected data_GT/ and boundary_GT/ "
-                                f"(or images/ and masks/) folders")
-    masks = {p.stem: p for p in (root / mask_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-    samples = []
-    for image in sorted((root / image_dir).iterdir()):
-        if image.suffix.lower() in IMAGE_SUFFIXES and image.stem in masks:
-            samples.append(InteractiveSample(image.stem, image, masks[image.stem]))
-    if not samples:
-        raise InvalidInputError(f"no image in {root / image_dir} has a mask of the same name in {root / mask_dir}")
-    return samples[:max_images]
-
-
-def read_label_mask(path: Path, object_value: int = 255, ignore_value: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """(object, ignore): two (H, W) boolean masks from a single-channel label image."""
+def _mask_labels(path: Path) -> tuple[np.ndarray, bool]:
+    """(H, W) labels of a mask file and whether they are palette indices. Colour masks count where any channel
+    is set (their maximum), as DAVIS-style masks are read."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            labels = np.asarray(image.convert("L"))
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read mask {path}: {exc}") from exc
-    return labels == object_value, labels == ignore_value
+            image.load()
+            if image.mode == "P":
+                return np.asarray(image), True
+            data = np.asarray(image)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means an unreadable mask file
+        raise InvalidInputError(f"cannot read mask {path}: {type(exc).__name__}: {exc}") from exc
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    if data.ndim == 3:
+        data = data[..., :3].max(axis=2)
+    return data, False
+
+
+def _palette_objects(labels: np.ndarray) -> list[int]:
+    return [int(v) for v in np.unique(labels) if v not in (0, VOID_PALETTE)]
+
+
+def read_interactive_mask(path: Path, instance: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(object, void): two (H, W) boolean masks from an interactive set's mask file.
+
+    Palette masks: index 0 is background, 255 void, ``instance`` the object (None: every other index).
+    Other masks (gray, or colour read as their channel maximum): 0/1 masks mark the object with 1; otherwise
+    values above 128 are the object and 128 is void (GrabCut's band), so 0/255 masks read as they are.
+    """
+    labels, palette = _mask_labels(path)
+    if palette:
+        void = labels == VOID_PALETTE
+        found = labels == instance if instance is not None else (labels != 0) & ~void
+        return found, void
+    if instance is not None:
+        raise InvalidInputError(f"mask {path} is not a palette image; it holds one object, not object {instance}")
+    if labels.max(initial=0) <= 1:
+        return labels == 1, np.zeros(labels.shape, bool)
+    return labels > VOID_GRAY, labels == VOID_GRAY
+
+
+def _interactive_layout(root: Path) -> tuple[Path, Path]:
+    for image_dir, mask_dir, _sets in INTERACTIVE_LAYOUTS:
+        if (root / image_dir).is_dir() and (root / mask_dir).is_dir():
+            return root / image_dir, root / mask_dir
+    known = "; ".join(f"{i}/ + {m}/ ({sets})" for i, m, sets in INTERACTIVE_LAYOUTS)
+    raise InvalidInputError(f"{root} is not an interactive segmentation set in a known layout: expected {known}")
+
+
+def load_interactive_set(root: str | Path, max_images: int | None = None) -> list[InteractiveSample]:
+    """An interactive set in one of :data:`INTERACTIVE_LAYOUTS`: images and masks paired by file stem, sorted by
+    name; a palette mask holding several objects gives one sample per object (``<stem>#<index>``)."""
+    root = Path(root)
+    image_dir, mask_dir = _interactive_layout(root)
+    masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    samples = []
+    for image in sorted(image_dir.iterdir()):
+        if image.suffix.lower() not in IMAGE_SUFFIXES or image.stem not in masks:
+            continue
+        if max_images is not None and len(samples) >= max_images:
+            break
+        labels, palette = _mask_labels(masks[image.stem])
+        objects = _palette_objects(labels) if palette else []
+        if len(objects) > 1:
+            samples += [InteractiveSample(f"{image.stem}#{k}", image, masks[image.stem], k) for k in objects]
+        else:
+            samples.append(InteractiveSample(image.stem, image, masks[image.stem]))
+    if not samples:
+        raise InvalidInputError(f"no image in {image_dir} has a mask of the same name in {mask_dir}")
+    return samples[:max_images]
