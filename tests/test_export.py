@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -273,3 +274,54 @@ def test_bad_inputs_raise_invalid_input(tmp_path: Path) -> None:
     mismatched.add(RunLengthMask.from_mask(np.ones((H + 1, W), bool)), 0, "everything", 1.0)
     with pytest.raises(InvalidInputError):
         export.to_coco_annotations(mismatched)
+
+
+# ------------------------------------------------------------------------------------------ atomic writes
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_exported_and_batch_files_get_0666_less_umask(tmp_path: Path) -> None:
+    from fastsam.batch.shards import OutputFolder
+
+    expected = 0o666 & ~_umask()
+    written = [export.write_coco_json(_selection(), tmp_path / "coco.json", file_name="x.png"),
+               export.write_label_map_png(_selection(), tmp_path / "labels.png"),
+               *export.write_instance_pngs(_selection(), tmp_path / "pngs", "x")]
+    out = OutputFolder(tmp_path / "batch")
+    out.create()
+    writer = out.writer(0)
+    writer.add('{"file": "a"}', False)
+    writer.add('{"file": "b", "error": "X"}', True)
+    writer.commit()
+    out.write_manifest({"identity": {}})
+    written += [out.shard_path(0), out.errors_path(0), out.manifest_path]
+    assert {path.stat().st_mode & 0o777 for path in written} == {expected}
+
+
+@pytest.mark.parametrize("failing", ["mkstemp", "replace", "mkdir"])
+def test_file_system_refusal_is_an_output_write_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      failing: str) -> None:
+    import errno
+    import tempfile
+
+    from fastsam.errors import OutputWriteError
+    from fastsam.io import atomic
+
+    def refuse(*_args, **_kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    target = tmp_path / "sub" / "coco.json"
+    if failing == "mkstemp":
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    elif failing == "replace":
+        monkeypatch.setattr(atomic.os, "replace", refuse)
+    else:
+        monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(OutputWriteError, match="Read-only file system") as caught:
+        export.write_coco_json(_selection(), target, file_name="x.png")
+    assert isinstance(caught.value, OSError)  # callers that catch OSError keep working
+    assert not target.exists()
+    assert not (tmp_path / "sub").exists() or list((tmp_path / "sub").iterdir()) == []  # no temporary file left
