@@ -63,22 +63,22 @@ def test_truncated_file(tmp_path, rgb_image, fmt):
 
 
 def tiff_with_rational_strip_offsets() -> bytes:
-    """A 4x4 RGB TIFF whose StripOffsets tag is a RATIONAL: Pillow opens it, then raises TypeError in load()."""
-    pixels = bytes(range(48))
-    entries = 9
-    extra = 8 + 2 + 12 * entries + 4  # where BitsPerSample's values and the rational go, after the IFD
-    tags = [(256, 3, 1, struct.pack("<HH", 4, 0)), (257, 3, 1, struct.pack("<HH", 4, 0)),
-            (258, 3, 3, struct.pack("<I", extra)), (259, 3, 1, struct.pack("<HH", 1, 0)),
-            (262, 3, 1, struct.pack("<HH", 2, 0)), (273, 5, 1, struct.pack("<I", extra + 6)),
-            (277, 3, 1, struct.pack("<HH", 3, 0)), (278, 4, 1, struct.pack("<I", 4)),
-            (279, 4, 1, struct.pack("<I", len(pixels)))]
-    data = b"II*\x00" + struct.pack("<IH", 8, entries)
-    data += b"".join(struct.pack("<HHI", tag, kind, count) + value for tag, kind, count, value in tags)
-    return data + struct.pack("<I3H2I", 0, 8, 8, 8, 2 * (extra + 14) + 1, 2) + pixels
+    """The issue's 332-byte TIFF: an 8x8 RGB TIFF whose StripOffsets entry is retyped as a RATIONAL. Pillow opens
+    it, then raises TypeError in load()."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (100, 100, 100)).save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (entries,) = struct.unpack_from("<H", data, ifd)
+    for entry in range(ifd + 2, ifd + 2 + 12 * entries, 12):
+        if struct.unpack_from("<H", data, entry)[0] == 273:  # StripOffsets: type 5 (RATIONAL), 1 value, at byte 8
+            struct.pack_into("<HHII", data, entry, 273, 5, 1, 8)
+    return bytes(data)
 
 
 def test_decoder_exception_becomes_image_error(tmp_path):
     data = tiff_with_rational_strip_offsets()
+    assert len(data) == 332
     with pytest.raises(TypeError):  # what Pillow itself does with it
         Image.open(io.BytesIO(data)).load()
     with pytest.raises(ImageReadError, match="corrupt.*TypeError"):
