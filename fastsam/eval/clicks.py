@@ -115,8 +115,9 @@ def run_clicks_benchmark(data_root: str | Path, out_dir: str | Path, *, model: A
                          imgsz: int = 1024, conf: float = 0.4, iou: float = 0.9, max_det: int = 300,
                          retina: bool = True, device: str = "cpu", max_images: int | None = None,
                          progress: bool = True) -> dict:
-    """Run the click task on an interactive set (GrabCut, Berkeley, DAVIS, COCO_MVal or SBD layout); write ``out_dir/clicks.json`` and ``clicks.md``; return the
-    summary (see :func:`summarize_clicks`, plus settings, images and wall_s)."""
+    """Run the click task on an interactive set (GrabCut, Berkeley, DAVIS, COCO_MVal or SBD layout); write
+    ``out_dir/clicks.json`` and ``clicks.md``; return the summary (see :func:`summarize_clicks`, plus settings,
+    images and wall_s)."""
     max_images = check_max_images(max_images)
     if isinstance(max_clicks, bool) or not isinstance(max_clicks, int) or max_clicks < 1:
         raise InvalidInputError(f"max_clicks must be a positive integer, got {max_clicks!r}")

@@ -111,12 +111,13 @@ def _mask_labels(path: Path) -> tuple[np.ndarray, bool]:
             if image.mode == "P":
                 return np.asarray(image), True
             data = np.asarray(image)
+            colour = [k for k, band in enumerate(image.getbands()) if band != "A"]  # alpha is not a label
     except Exception as exc:  # noqa: BLE001 - any decoder failure means an unreadable mask file
         raise InvalidInputError(f"cannot read mask {path}: {type(exc).__name__}: {exc}") from exc
     if data.dtype == bool:
         data = data.astype(np.uint8)
     if data.ndim == 3:
-        data = data[..., :3].max(axis=2)
+        data = data[..., colour].max(axis=2)
     return data, False
 
 

@@ -2,8 +2,9 @@
 renaming it over the target once complete, so readers never see a half-written file.
 
 Files get the mode an ordinary ``open(path, "w")`` would give them (0666 less the umask), not ``mkstemp``'s
-0600. Failures of the file system (read-only folder, disk full, a file where a folder should be) become
-:class:`~fastsam.errors.OutputWriteError` naming the path.
+0600. Refusals of the file system (read-only folder, no permission, disk full) become
+:class:`~fastsam.errors.OutputWriteError` naming the path; a file where a folder should be is an
+:class:`~fastsam.errors.InvalidInputError`.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def check_writable_folder(folder: PathLike) -> Path:
 class AtomicFile:
     """A temporary file in ``target``'s folder (created if needed): write to :attr:`handle`, then
     :meth:`commit` (flush, fsync, rename over ``target``) or :meth:`abort` (delete). As a context manager it
-    commits when the block succeeds and aborts when it raises."""
+    commits when the block succeeds and aborts when it raises (an OSError of writing becoming OutputWriteError)."""
 
     def __init__(self, target: PathLike, text: bool = False) -> None:
         self.target = Path(target)
@@ -123,16 +124,15 @@ class AtomicFile:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if kind is None:
             self.commit()
-        else:
-            self.abort()
+            return
+        self.abort()
+        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
+            raise write_failure(self.target, exc) from exc
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically, creating parent folders; returns the path."""
     path = check_file_path(path)
     with AtomicFile(path) as out:
-        try:
-            out.handle.write(data)
-        except OSError as exc:
-            raise write_failure(path, exc) from exc
+        out.handle.write(data)
     return path
