@@ -254,12 +254,12 @@ def test_a_client_gone_mid_upload_is_one_log_line(caplog: pytest.LogCaptureFixtu
         with socket.create_connection(("127.0.0.1", port_of(url))) as sock:
             sock.sendall(b"POST /v1/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
                          b"Content-Length: 100000\r\n\r\n" + b"\x89PNG" * 250)
-            time.sleep(0.2)
+            time.sleep(0.5)
         deadline = time.monotonic() + 5
         while not any("disconnected" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert httpx.get(f"{url}/v1/health", timeout=5).status_code == 200
     gone = [r for r in caplog.records if "disconnected" in r.getMessage()]
-    assert len(gone) == 1 and gone[0].levelno == logging.WARNING and "1000 bytes" in gone[0].getMessage()
+    assert len(gone) == 1 and gone[0].levelno == logging.WARNING and "during the upload" in gone[0].getMessage()
     assert gone[0].exc_info is None and "\n" not in gone[0].getMessage()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]

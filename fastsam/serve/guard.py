@@ -87,20 +87,27 @@ class RequestGuard:
                 message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
             await send(message)
 
+        answer = self._answer_before_the_app(scope)
+        if answer is not None:
+            await answer(scope, receive, send_secured)
+        elif scope["method"] == "HEAD":
+            await self._head_as_get(scope, receive, send_secured)
+        else:
+            await self.app(scope, receive, send_secured)
+
+    def _answer_before_the_app(self, scope: Scope) -> Response | None:
+        """The answer to a request that must not reach the app (refused, OPTIONS, 405), or None."""
         headers = Headers(scope=scope)
+        method = scope["method"]
         try:
             self._check_host(headers)
             methods = allowed_methods(scope["app"].router.routes, scope) if "app" in scope else set()
-            method = scope["method"]
+            allow = {"Allow": ", ".join(sorted(methods))}
             if methods and method == "OPTIONS":
-                await Response(status_code=204, headers={"Allow": ", ".join(sorted(methods))})(
-                    scope, receive, send_secured)
-                return
+                return Response(status_code=204, headers=allow)
             if methods and method not in methods:
-                await error_response(405, "method_not_allowed", f"{method} is not allowed here; use "
-                                     f"{', '.join(sorted(methods))}", headers={"Allow": ", ".join(sorted(methods))})(
-                    scope, receive, send_secured)
-                return
+                return error_response(405, "method_not_allowed", f"{method} is not allowed here; use "
+                                      f"{allow['Allow']}", headers=allow)
             if method in STATE_CHANGING:
                 self._check_origin(headers, scope)
             if self.settings.token is not None and scope["path"].startswith("/v1/") and \
@@ -109,13 +116,9 @@ class RequestGuard:
         except FastSAMError as exc:
             extra = {"WWW-Authenticate": "Bearer"} if isinstance(exc, UnauthorizedError) else {}
             # The body of a refused request is never read: close rather than drain it.
-            await error_response(http_status(exc), error_code(exc), str(exc), headers={"Connection": "close", **extra})(
-                scope, receive, send_secured)
-            return
-        if method == "HEAD":
-            await self._head_as_get(scope, receive, send_secured)
-            return
-        await self.app(scope, receive, send_secured)
+            return error_response(http_status(exc), error_code(exc), str(exc),
+                                  headers={"Connection": "close", **extra})
+        return None
 
     def _check_host(self, headers: Headers) -> None:
         raw = headers.get("host", "")
