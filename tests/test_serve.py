@@ -698,11 +698,13 @@ def test_thin_images_and_a_corrupt_tiff_are_not_server_errors(tiny_model) -> Non
 
 def test_cli_beyond_localhost_needs_a_token_or_an_explicit_opt_out(
         tiny_model, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import argparse
     import socket
 
     import uvicorn
 
     from fastsam.cli import main
+    from fastsam.serve.cli import register, serve_settings
     from fastsam.serve.protocol import HeadTimeoutH11Protocol
 
     started: dict = {}
@@ -710,6 +712,7 @@ def test_cli_beyond_localhost_needs_a_token_or_an_explicit_opt_out(
     monkeypatch.delenv("FASTSAM_TOKEN", raising=False)
     base = ["serve", "--model", str(tiny_model), "--imgsz", "64"]
     assert main([*base, "--host", "0.0.0.0"]) == 2 and "--token" in capsys.readouterr().err and not started
+    assert main([*base, "--host", "192.168.1.5"]) == 2  # a specific address beyond loopback needs one too
 
     assert main([*base, "--host", "0.0.0.0", "--token", "cli-token-1234", "--header-timeout", "3"]) == 0
     settings = started["app"].state.settings
@@ -718,17 +721,22 @@ def test_cli_beyond_localhost_needs_a_token_or_an_explicit_opt_out(
     assert issubclass(started["http"], HeadTimeoutH11Protocol) and started["http"].header_timeout == 3
     assert "#token=" in capsys.readouterr().err
 
-    monkeypatch.setenv("FASTSAM_TOKEN", "env-token-5678")
-    assert main([*base, "--host", "10.0.0.7", "--allowed-hosts", "seg.lan,10.0.0.7"]) == 0
-    settings = started["app"].state.settings
-    assert settings.token == "env-token-5678" and settings.allowed_hosts == ("seg.lan", "10.0.0.7")
-    monkeypatch.delenv("FASTSAM_TOKEN")
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
 
-    assert main([*base, "--host", "0.0.0.0", "--no-token"]) == 0 and started["app"].state.settings.token is None
-    assert "WITHOUT authentication" in capsys.readouterr().err
-    assert main([*base, "--host", "192.168.1.5"]) == 2  # a specific address beyond loopback needs one too
-    assert main(base) == 0 and started["app"].state.settings.token is None  # localhost: optional
-    assert started["app"].state.settings.allowed_hosts == ("localhost", "127.0.0.1", "::1")
+    def settings_for(*argv: str) -> ServeSettings:
+        return serve_settings(parser.parse_args(["serve", *argv]))
+
+    monkeypatch.setenv("FASTSAM_TOKEN", "env-token-5678")
+    settings = settings_for("--host", "10.0.0.7", "--allowed-hosts", "seg.lan, 10.0.0.7")
+    assert settings.token == "env-token-5678" and settings.allowed_hosts == ("seg.lan", "10.0.0.7")
+    assert settings_for("--host", "10.0.0.7").allowed_hosts == ("localhost", "127.0.0.1", "::1", "10.0.0.7")
+    monkeypatch.delenv("FASTSAM_TOKEN")
+    assert settings_for("--host", "0.0.0.0", "--no-token").token is None
+    local = settings_for()  # localhost: a token is optional
+    assert local.token is None and local.allowed_hosts == ("localhost", "127.0.0.1", "::1")
+    assert settings_for("--allowed-origins", "http://a.example:1,https://B.example").allowed_origins == (
+        "http://a.example:1", "https://b.example")
 
 
 def test_new_settings_are_validated() -> None:

@@ -86,7 +86,8 @@ def _token(args: argparse.Namespace) -> str | None:
     return None if args.no_token else token
 
 
-def _settings(args: argparse.Namespace) -> ServeSettings:
+def serve_settings(args: argparse.Namespace) -> ServeSettings:
+    """The server's settings from the parsed ``serve`` options (InvalidInputError for bad ones)."""
     for name in ("port", "cache_mb", "max_upload_mb"):
         if getattr(args, name) < 1:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -104,7 +105,7 @@ def _settings(args: argparse.Namespace) -> ServeSettings:
 def run(args: argparse.Namespace) -> int:
     """Load the model (and text model), then serve until interrupted."""
     chosen_model(args)
-    settings = _settings(args)
+    settings = serve_settings(args)
     try:
         import uvicorn
 
