@@ -150,3 +150,17 @@ def test_helpers_and_bad_input() -> None:
         TrackerConfig(max_lost=-1)
     with pytest.raises(InvalidInputError, match="one of each"):
         InstanceTracker().update(np.zeros((2, 4)), np.zeros(1), [])
+
+
+def test_a_repeated_mask_starts_no_track() -> None:
+    tracker = InstanceTracker()
+    whole = [40, 40, 140, 140]
+    almost = RunLengthMask.from_crop(np.ones((100, 95), bool), 40, 40, H, W)  # IoU 0.95 with the whole box
+    boxes = np.array([whole, whole, [250, 50, 300, 120]], np.float64)
+    masks = [rect(*whole), almost, rect(250, 50, 300, 120)]
+    for _ in range(3):  # on the first frame and later ones, the copy gets no id
+        ids = tracker.update(boxes, np.array([0.9, 0.8, 0.7]), masks).track_ids.tolist()
+        assert ids == [1, 0, 2]
+    assert tracker.promote(1) == 3  # a prompt may still ask for it
+    loose = InstanceTracker(TrackerConfig(duplicate_iou=1.0))
+    assert loose.update(boxes, np.array([0.9, 0.8, 0.7]), masks).track_ids.tolist() == [1, 2, 3]

@@ -241,11 +241,23 @@ class VideoPredictor:
             found = np.array(union([result.rles[k] for k in instances], *result.image_size).bbox(), np.float64)
             if box_iou(found, expected)[0, 0] < REACQUIRE_IOU:
                 return ObjectMask(followed.object_id, None, [])
-        for k in instances:
-            if track_ids[k] == 0:
-                track_ids[k] = state.tracker.promote(k)
+        instances = sorted({self._tracked_instance(state, result, track_ids, k) for k in instances})
         followed.track_ids = sorted({int(track_ids[k]) for k in instances})
         return self._answer(followed, result, instances, track_ids, reapplied=not first)
+
+    def _tracked_instance(self, state: VideoState, result: SegmentationResult, track_ids: np.ndarray,
+                          instance: int) -> int:
+        """``instance`` when it has a track; else the tracked instance it repeats (the tracker starts no track for
+        a repeat, see TrackerConfig.duplicate_iou); else ``instance``, given a track now."""
+        if track_ids[instance]:
+            return instance
+        tracked = np.flatnonzero(track_ids)
+        if tracked.size:
+            overlap = mask_iou([coco_rle(result.rles[instance])], [coco_rle(result.rles[k]) for k in tracked])[0]
+            if overlap.max() >= state.tracker.config.duplicate_iou:
+                return int(tracked[np.argmax(overlap)])
+        track_ids[instance] = state.tracker.promote(instance)
+        return instance
 
     def _instances(self, result: SegmentationResult, selection: Any) -> list[int]:
         """The instances a selection holds; a merged mask (point prompts) counts as the instance that best

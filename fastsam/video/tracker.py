@@ -17,8 +17,9 @@ unambiguous, and greedy matching needs no assignment solver (ByteTrack uses the 
 dependency, for the optimal assignment).
 
 Unmatched tracked tracks become lost and keep being predicted (without growing) for ``max_lost`` frames, then
-are dropped. Unmatched confident detections (score >= ``new_track_score``) start tentative tracks; on the first
-frame they are confirmed at once.
+are dropped. Unmatched confident detections (score >= ``new_track_score``) start tentative tracks, unless they
+repeat (mask IoU >= ``duplicate_iou``) an instance matched on the same frame; on the first frame they are
+confirmed at once.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ class TrackerConfig:
     low_match_similarity: float = 0.5  # pass 2: weak detections must overlap their track well
     box_weight: float = 0.5  # similarity = box_weight * box IoU + (1 - box_weight) * mask IoU
     max_lost: int = 30  # frames a lost track is kept for re-finding
+    duplicate_iou: float = 0.8  # a new detection this close (mask IoU) to a tracked one starts no track
 
     def __post_init__(self) -> None:
         for name in ("high_score", "low_score", "new_track_score", "match_similarity", "low_match_similarity",
-                     "box_weight"):
+                     "box_weight", "duplicate_iou"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")
@@ -260,7 +262,7 @@ class InstanceTracker:
                     continue
             kept.append(track)
         self.tracks = kept
-        for det in np.flatnonzero(free & high & (scores >= cfg.new_track_score)):
+        for det in self._newcomers(np.flatnonzero(free & high & (scores >= cfg.new_track_score)), free, scores, rles):
             track = self._start(boxes[det], scores[det], rles[det], confirm=self.frame == 0)
             assigned[det] = track
             if track.state == TRACKED:
@@ -271,6 +273,24 @@ class InstanceTracker:
         self._detection_tracks = assigned
         self._last = (boxes, scores, rles)
         return result
+
+    def _newcomers(self, candidates: np.ndarray, free: np.ndarray, scores: np.ndarray,
+                   rles: list[dict]) -> list[int]:
+        """The candidates that start tracks, best score first: not those repeating (mask IoU >= duplicate_iou)
+        an instance matched on this frame or a better newcomer. FastSAM often returns a region twice (masks of
+        IoU 0.9); a copy would only add an id that trades places with the first from frame to frame."""
+        if candidates.size == 0 or self.config.duplicate_iou >= 1.0:
+            return candidates.tolist()
+        candidates = candidates[np.argsort(-scores[candidates], kind="stable")]
+        others = np.concatenate([np.flatnonzero(~free), candidates])
+        overlap = mask_iou([rles[d] for d in candidates], [rles[d] for d in others])
+        matched = int((~free).sum())
+        kept: list[int] = []
+        for row in range(candidates.size):
+            columns = np.concatenate([np.arange(matched), matched + np.asarray(kept, np.int64)])
+            if not (overlap[row, columns] >= self.config.duplicate_iou).any():
+                kept.append(row)
+        return sorted(candidates[kept].tolist())
 
     def promote(self, detection: int) -> int:
         """Give detection ``detection`` of the last frame a confirmed id (confirming its tentative track, or
