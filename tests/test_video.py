@@ -178,6 +178,19 @@ def test_prompt_on_a_later_frame_and_its_bad_frames(short_video: Path, single_th
         video.add_prompt(state, frame_index=5, boxes=[DOG_BOX])
 
 
+def test_weak_detections_extend_tracks_but_start_none(short_video: Path, single_thread: None) -> None:
+    video = VideoPredictor.from_model("fastsam-default", imgsz=160, conf=0.3, low_conf=0.1)
+    config = video.tracker_config
+    assert (video.predictor.conf, config.high_score, config.new_track_score, config.low_score) == (0.1, 0.3, 0.3, 0.1)
+    state = video.init_state(short_video)
+    first = video.step(state, next(state.source.frames()))
+    scores = first.result.scores
+    assert (scores < 0.3).any() and (scores >= 0.3).any()
+    assert (first.track_ids[scores < 0.3] == 0).all() and (first.track_ids[scores >= 0.3] > 0).any()
+    with pytest.raises(InvalidInputError, match=r"conf must be a number in \[0.1, 1\]"):
+        VideoPredictor(video.predictor, conf=0.05)
+
+
 def test_track_video_resumes_to_the_same_lines(short_video: Path, tmp_path: Path, single_thread: None) -> None:
     options = {"imgsz": 160, "prompts": [{"frame": 2, "boxes": [DOG_BOX]}], "checkpoint_every": 3}
     whole = track_video(short_video, tmp_path / "whole", "fastsam-default", **options)

@@ -29,6 +29,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="text prompt scored with CLIP on the frame's instances (repeatable; needs the text extra)")
     p.add_argument("--prompt-frame", type=int, default=0, metavar="K", help="frame the prompts apply to (0-based)")
     add_inference_arguments(p)
+    p.add_argument("--low-conf", type=float, default=None, metavar="C",
+                   help="also keep detections down to C (below --conf): they extend tracks but start none "
+                        "(ByteTrack's second pass; costs their masks)")
     p.add_argument("--out", default="out/track", help="output folder")
     p.add_argument("--overlay", action="store_true", help="also write OUT/overlay.mp4: tracks in their colours, ids")
     p.add_argument("--resume", action="store_true", help="continue the run OUT holds (same source and settings)")
@@ -70,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
         print(FrameSource(args.source).describe(), file=sys.stderr)
     chosen_model(args, quiet=args.quiet)
     summary = track_video(args.source, args.out, args.model, prompts=prompts, device=args.device,
-                          overlay=args.overlay, resume=args.resume, checkpoint_every=args.checkpoint_every,
-                          progress=not args.quiet, **predictor_options(args))
+                          low_conf=args.low_conf, overlay=args.overlay, resume=args.resume,
+                          checkpoint_every=args.checkpoint_every, progress=not args.quiet, **predictor_options(args))
     if not args.quiet:
         print(f"{summary.dest}: {summary.frames} frames, {summary.tracks} track ids; this run did "
               f"{summary.processed} frames at {summary.frames_per_s:.2f} frames/s", file=sys.stderr)

@@ -115,26 +115,37 @@ class VideoPredictor:
     """Tracks every instance of a video and follows prompted objects, with an image
     :class:`~fastsam.inference.predictor.Predictor` (its settings: imgsz, conf, ...) segmenting each frame."""
 
-    def __init__(self, predictor: Any, tracker_config: TrackerConfig | None = None) -> None:
-        if not callable(predictor):
+    def __init__(self, predictor: Any, tracker_config: TrackerConfig | None = None,
+                 conf: float | None = None) -> None:
+        """``conf``: the score of a confident detection (default the predictor's own); when it is above the
+        predictor's, the weaker detections the predictor keeps only extend existing tracks (ByteTrack's second
+        pass). ``tracker_config`` overrides every tracker setting."""
+        if not callable(predictor) or not hasattr(predictor, "conf"):
             raise InvalidInputError(f"predictor must be a fastsam Predictor, got {type(predictor).__name__}")
+        low = float(predictor.conf)
+        high = low if conf is None else conf
+        if isinstance(high, bool) or not isinstance(high, (int, float)) or not low <= high <= 1.0:
+            raise InvalidInputError(f"conf must be a number in [{low:g}, 1] (the predictor keeps detections from "
+                                    f"{low:g}), got {conf!r}")
         self.predictor = predictor
-        self.tracker_config = tracker_config or TrackerConfig(high_score=float(predictor.conf),
-                                                              new_track_score=float(predictor.conf),
-                                                              low_score=min(0.1, float(predictor.conf)))
+        self.tracker_config = tracker_config or TrackerConfig(high_score=float(high), new_track_score=float(high),
+                                                              low_score=low)
 
     @classmethod
     def from_model(cls, model: str | os.PathLike = "auto", *, device: str = "cpu", conf: float | None = None,
-                   tracker_config: TrackerConfig | None = None, **predictor_options: Any) -> "VideoPredictor":
-        """Load ``model`` (zoo name, checkpoint, 'auto') into a Predictor; ``conf`` defaults to the model's
-        (0.15 for the bundled model, else 0.4); ``predictor_options`` go to the Predictor (imgsz, iou, ...)."""
+                   low_conf: float | None = None, tracker_config: TrackerConfig | None = None,
+                   **predictor_options: Any) -> "VideoPredictor":
+        """Load ``model`` (zoo name, checkpoint, 'auto') into a Predictor. ``conf`` defaults to the model's (0.15
+        for the bundled model, else 0.4); with ``low_conf`` (below conf) the network keeps weaker detections,
+        which extend tracks but start none. ``predictor_options`` go to the Predictor (imgsz, iou, ...)."""
         from fastsam.inference.predictor import Predictor
         from fastsam.model.zoo import auto_model, default_conf, is_auto, load_model
 
         name = auto_model() if is_auto(str(model)) else model
         conf = default_conf(str(name)) if conf is None else conf
-        return cls(Predictor(load_model(name, progress=False), device=device, conf=conf, **predictor_options),
-                   tracker_config)
+        predictor = Predictor(load_model(name, progress=False), device=device,
+                              conf=conf if low_conf is None else low_conf, **predictor_options)
+        return cls(predictor, tracker_config, conf)
 
     # ------------------------------------------------------------------------------------------ setting up
     def init_state(self, source: str | os.PathLike | int | FrameSource) -> VideoState:

@@ -61,15 +61,17 @@ def _identity(source: FrameSource, weights: str, video: VideoPredictor, prompts:
 
 def track_video(source: str | os.PathLike | int, dest: str | os.PathLike, model: str | os.PathLike = "auto", *,
                 prompts: Sequence[dict] | None = None, imgsz: int = 1024, conf: float | None = None,
-                iou: float = 0.9, max_det: int = 300, retina: bool = True, device: str = "cpu",
-                precision: str = "fp32", overlay: bool = False, resume: bool = False, checkpoint_every: int = 50,
-                progress: bool = False, on_frame: Callable[[VideoFrame], Any] | None = None) -> TrackSummary:
+                low_conf: float | None = None, iou: float = 0.9, max_det: int = 300, retina: bool = True,
+                device: str = "cpu", precision: str = "fp32", overlay: bool = False, resume: bool = False,
+                checkpoint_every: int = 50, progress: bool = False,
+                on_frame: Callable[[VideoFrame], Any] | None = None) -> TrackSummary:
     """Track every instance of ``source`` (video file, folder or glob of frames, camera index, stream URL) and
     follow the prompted objects; write ``dest/tracks.jsonl`` (see :mod:`fastsam.video.writer`) and, with
     ``overlay``, ``dest/overlay.mp4``.
 
     prompts: ``[{"frame": k, "object": id, "points": [[x, y]], "labels": [1], "boxes": [[x1, y1, x2, y2]],
-    "texts": ["a dog"], "per_point": False}]`` (frame defaults to 0; object to the next free id). ``resume``
+    "texts": ["a dog"], "per_point": False}]`` (frame defaults to 0; object to the next free id). ``low_conf``
+    (below ``conf``): weaker detections are kept to extend tracks (ByteTrack's second pass). ``resume``
     continues the run ``dest`` holds (same source, model, settings and prompts). ``on_frame`` is called with
     each frame done. A source that drops mid-way raises :class:`~fastsam.video.sources.StreamDroppedError`
     after the frames so far are written and saved.
@@ -86,9 +88,10 @@ def track_video(source: str | os.PathLike | int, dest: str | os.PathLike, model:
     name = auto_model() if is_auto(str(model)) else model
     weights = str(resolve_weights(name, progress=progress))
     conf = default_conf(str(name)) if conf is None else conf
-    predictor = Predictor(load_model(weights, progress=False), device=device, imgsz=imgsz, conf=conf, iou=iou,
-                          max_det=max_det, retina=retina, precision=precision)
-    video = VideoPredictor(predictor)
+    predictor = Predictor(load_model(weights, progress=False), device=device, imgsz=imgsz,
+                          conf=conf if low_conf is None else low_conf, iou=iou, max_det=max_det, retina=retina,
+                          precision=precision)
+    video = VideoPredictor(predictor, conf=conf)
     state = video.init_state(frames)
     for prompt in prompts:
         options = {k: v for k, v in prompt.items() if k not in ("frame", "object")}
@@ -126,7 +129,9 @@ def track_video(source: str | os.PathLike | int, dest: str | os.PathLike, model:
         if movie is not None:
             movie.close()
         seconds = time.perf_counter() - start
-        writer.close(state.to_dict(), {**run, "ended": now_iso(), "processed": processed,
+        # An interruption inside a frame leaves the tracker a frame ahead of the records: keep the last checkpoint.
+        in_step = state.tracker.frame != state.next_frame - 1 or writer.frames != state.next_frame
+        writer.close(None if in_step else state.to_dict(), {**run, "ended": now_iso(), "processed": processed,
                                        "seconds": round(seconds, 3), "status": status}, status)
     return TrackSummary(writer.out.root, writer.frames, processed, seconds, state.tracker.next_id - 1)
 

@@ -10,8 +10,10 @@ Layout of DIR::
 A line of tracks.jsonl::
 
     {"frame": 12, "time": 0.4, "size": [h, w],
-     "tracks": [{"id": 3, "box": [x1, y1, x2, y2], "score": 0.61, "area": 5120, "rle": {"size": [h, w], "counts": "..."}}],
-     "objects": [{"object": 1, "tracks": [3], "reapplied": false, "box": [x1, y1, x2, y2], "area": 5120, "rle": {...}}]}
+     "tracks": [{"id": 3, "box": [x1, y1, x2, y2], "score": 0.61, "area": 5120,
+                 "rle": {"size": [h, w], "counts": "..."}}],
+     "objects": [{"object": 1, "tracks": [3], "reapplied": false, "box": [x1, y1, x2, y2], "area": 5120,
+                  "rle": {...}}]}
 
 ``tracks`` holds every tracked instance of the frame by id (``box`` is the detection box), ``objects`` the
 prompted objects (``rle`` null where the object is not found, or before its prompt frame; ``box`` is the mask's
@@ -137,8 +139,8 @@ class TrackWriter:
             raise InvalidInputError(f"{self.out.root} holds another kind of output ({previous.get('format')}); "
                                     "choose another output folder")
         if previous is None and self.tracks_path.exists():
-            raise InvalidInputError(f"{self.tracks_path} exists but {self.out.root} holds no {self.out.manifest_path.name}"
-                                    "; choose another output folder")
+            raise InvalidInputError(f"{self.tracks_path} exists but {self.out.root} holds no "
+                                    f"{self.out.manifest_path.name}; choose another output folder")
         self.out.remove_leftovers()
         state = None
         if previous is not None and self.tracks_path.exists():
@@ -198,10 +200,14 @@ class TrackWriter:
         self.out.write_manifest(self.manifest)
         self._since_checkpoint = 0
 
-    def close(self, state: dict, run: dict, status: str) -> None:
-        """Checkpoint, record the run and its status ('complete', 'interrupted', 'failed: ...'), unlock."""
+    def close(self, state: dict | None, run: dict, status: str) -> None:
+        """Checkpoint (``state`` None: keep the last checkpoint), record the run and its status ('complete',
+        'interrupted', 'failed: ...'), unlock."""
         try:
-            self.checkpoint(state)
+            if state is not None:
+                self.checkpoint(state)
+            else:
+                self._handle.flush()
             self.manifest["status"] = status
             self.manifest["runs"] = [*self.manifest["runs"], run]
             self.out.write_manifest(self.manifest)
