@@ -172,8 +172,8 @@ def main() -> None:
         s = r["stages_ms"]
         print(f"| {MODELS[r['model']][1]} | {r['frames_per_s']:.2f} | {r['ms_per_frame']:.0f} | "
               f"{r['video_decode_ms']:.1f} | {s['letterbox']:.1f} | {s['network']:.0f} | {s['nms']:.1f} | "
-              f"{s['masks']:.1f} | {r['tracking_and_out_ms']:.1f} | {r['instances_per_frame']} | {r['tracked_per_frame']} | "
-              f"{r['load_avg_1min_before']:.1f} |")
+              f"{s['masks']:.1f} | {r['tracking_and_out_ms']:.1f} | {r['instances_per_frame']} | "
+              f"{r['tracked_per_frame']} | {r['load_avg_1min_before']:.1f} |")
     if long_row is not None:
         at = ", ".join(f"frame {k}: {v:.0f} MB" for k, v in long_row["rss_mb_at_frame"].items())
         print(f"\n{long_row['frames']}-frame run ({MODELS[long_row['model']][1]}): RSS {at}; slope over frames "
