@@ -71,19 +71,30 @@ def track_color(track_id: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+def _label_point(mask: RunLengthMask) -> tuple[int, int] | None:
+    """A pixel of the mask to write its id at: the middle of the mask's pixels on its box's middle row (one row
+    decoded, not the mask)."""
+    x1, y1, x2, y2 = mask.bbox()
+    if x2 <= x1:
+        return None
+    row = (y1 + y2) // 2
+    xs = np.flatnonzero(mask.decode_region(x1, row, x2, row + 1)[0])
+    return (x1 + int(xs[len(xs) // 2]), row) if xs.size else (x1, y1)
+
+
 def draw_tracks(image: np.ndarray, masks: list[RunLengthMask], track_ids: list[int]) -> np.ndarray:
-    """(H, W, 3) uint8 RGB with each mask in its track's colour and the id written at the mask's top left."""
+    """(H, W, 3) uint8 RGB with each mask in its track's colour, outlined, and its id written on it."""
     colors = np.array([track_color(t) for t in track_ids], np.uint8).reshape(-1, 3)
-    out = draw_overlay(image, masks, color=colors, contours=False)
-    scale = max(point_radius(*image.shape[:2]) / 8.0, 0.4)
-    for mask, track_id, color in zip(masks, track_ids, colors):
-        x1, y1, x2, y2 = mask.bbox()
-        if x2 <= x1:
+    out = draw_overlay(image, masks, color=colors, contours=True)
+    scale = max(point_radius(*image.shape[:2]) / 6.0, 0.4)
+    for mask, track_id in zip(masks, track_ids):
+        point = _label_point(mask)
+        if point is None:
             continue
-        org = (x1 + 2, max(y1 + int(14 * scale), 12))
+        (width, height), _ = cv2.getTextSize(str(track_id), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        org = (point[0] - width // 2, point[1] + height // 2)
         cv2.putText(out, str(track_id), org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, str(track_id), org, cv2.FONT_HERSHEY_SIMPLEX, scale, tuple(int(c) for c in color), 1,
-                    cv2.LINE_AA)
+        cv2.putText(out, str(track_id), org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 
 
