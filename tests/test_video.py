@@ -16,7 +16,8 @@ import pytest
 from fastsam.cli import main
 from fastsam.errors import FastSAMError, InvalidInputError
 from fastsam.rle import RunLengthMask
-from fastsam.video import FrameSource, StreamDroppedError, VideoPredictor, VideoReadError, track_video
+from fastsam.video import (FrameSource, StreamDroppedError, TrackerConfig, VideoPredictor, VideoReadError,
+                          track_video)
 from tests.paths import FIXTURES
 
 W, H = 384, 216
@@ -176,6 +177,25 @@ def test_prompt_on_a_later_frame_and_its_bad_frames(short_video: Path, single_th
     assert all(f.objects[7].mask is not None and f.objects[7].mask.contains([205], [120])[0] for f in frames[3:4])
     with pytest.raises(InvalidInputError, match="has been passed"):
         video.add_prompt(state, frame_index=5, boxes=[DOG_BOX])
+
+
+def test_prompt_is_reapplied_when_the_object_returns(short_video: Path, tmp_path: Path, single_thread: None) -> None:
+    frames = [f.image for f in FrameSource(short_video).frames()]
+    for k, image in enumerate(frames):  # frames 4 to 6 blank: every track is lost, and dropped (max_lost 1)
+        cv2.imwrite(str(tmp_path / f"{k:03d}.png"), np.full_like(image, 128) if 4 <= k <= 6 else image[..., ::-1])
+    video = VideoPredictor.from_model("fastsam-default", imgsz=IMGSZ, tracker_config=TrackerConfig(
+        high_score=0.15, low_score=0.1, new_track_score=0.15, max_lost=1))
+    state = video.init_state(tmp_path)
+    video.add_prompt(state, frame_index=0, boxes=[DOG_BOX])
+    seen = list(video.propagate(state))
+    dog = [frame.objects[1] for frame in seen]
+    assert all(d.mask is not None and not d.reapplied for d in dog[:4])
+    assert all(d.mask is None for d in dog[4:7])
+    assert dog[7].reapplied and dog[7].mask is not None and not dog[8].reapplied
+    assert set(dog[7].track_ids).isdisjoint(dog[3].track_ids)  # a new track carries the object
+    assert all(d.track_ids == dog[7].track_ids for d in dog[8:])
+    before, after = dog[3].mask.decode(), dog[7].mask.decode()
+    assert iou(before, after) > 0.7  # the same dog, a few frames of camera motion later
 
 
 def test_weak_detections_extend_tracks_but_start_none(short_video: Path, single_thread: None) -> None:

@@ -295,8 +295,10 @@ class VideoPredictor:
         """The prompt with its points and boxes moved and scaled from the object's prompt-frame box to
         ``expected``; None when they cannot be placed (outside the image)."""
         prompt = dict(followed.prompt)
-        if expected is None or followed.anchor is None:
-            return prompt if "texts" in prompt and "points" not in prompt and "boxes" not in prompt else None
+        if followed.anchor is None:  # never found yet: the prompt where it was given
+            return prompt
+        if expected is None:
+            return prompt if "points" not in prompt and "boxes" not in prompt else None
         anchor = np.asarray(followed.anchor, np.float64)
         scale = (expected[2:] - expected[:2]) / np.maximum(anchor[2:] - anchor[:2], 1.0)
         height, width = image_size

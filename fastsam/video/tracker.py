@@ -365,3 +365,4 @@ class InstanceTracker:
         self.frame, self.next_id = int(data["frame"]), int(data["next_id"])
         self.tracks = [Track.from_dict(t) for t in data["tracks"]]
         self._detection_tracks = []
+        self._last = (np.zeros((0, 4)), np.zeros(0), [])
