@@ -121,9 +121,13 @@ class FrameSource:
         capture = cv2.VideoCapture(int(self.spec)) if _is_camera(self.spec) else cv2.VideoCapture(self.spec)
         if not capture.isOpened():
             capture.release()
-            what = "camera" if _is_camera(self.spec) else "stream" if self.live else "video file"
-            raise VideoReadError(f"{self.spec}: OpenCV cannot open this {what} (not a video, unsupported codec, or "
-                                 "unreachable)")
+            if _is_camera(self.spec):
+                why = "camera (no such device, or it is busy)"
+            elif _is_stream(self.spec):
+                why = "stream (unreachable, or not a video)"
+            else:
+                why = "video file (not a video, or an unsupported codec)"
+            raise VideoReadError(f"{self.spec}: OpenCV cannot open this {why}")
         return capture
 
     def _read_image(self, index: int) -> np.ndarray:
