@@ -198,6 +198,30 @@ def test_prompt_is_reapplied_when_the_object_returns(short_video: Path, tmp_path
     assert iou(before, after) > 0.7  # the same dog, a few frames of camera motion later
 
 
+class DarkScorer:
+    """An image-text scorer for one word: 'dark' scores a crop by the share of its shown (non-white) pixels that
+    are dark, in [0, 1] like a cosine."""
+
+    def score(self, images: list[np.ndarray], texts: list[str]) -> np.ndarray:
+        assert texts == ["dark"]
+        shown = [~np.all(image == 255, axis=-1) for image in images]
+        return np.array([[(image.max(-1)[mask] < 60).mean() if mask.any() else 0.0]
+                         for image, mask in zip(images, shown)], np.float32)
+
+
+def test_text_prompt_follows_the_object_it_names(short_video: Path, single_thread: None) -> None:
+    video = VideoPredictor.from_model("fastsam-default", imgsz=IMGSZ)
+    state = video.init_state(short_video)
+    video.add_prompt(state, frame_index=2, object_id=1, texts="dark", text_model=DarkScorer())
+    video.add_prompt(state, frame_index=2, object_id=2, boxes=[DOG_BOX])
+    frames = list(video.propagate(state))
+    assert all(f.objects[1].mask is None for f in frames[:2])
+    for frame in frames[2:]:  # the dark dog, as the box around it selects it
+        named, boxed = frame.objects[1], frame.objects[2]
+        assert named.mask is not None and iou(named.mask.decode(), boxed.mask.decode()) > 0.7
+    assert len({tuple(f.objects[1].track_ids) for f in frames[2:]}) == 1
+
+
 def test_weak_detections_extend_tracks_but_start_none(short_video: Path, single_thread: None) -> None:
     video = VideoPredictor.from_model("fastsam-default", imgsz=160, conf=0.3, low_conf=0.1)
     config = video.tracker_config

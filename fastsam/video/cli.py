@@ -27,6 +27,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--boxes", nargs="+", metavar="X1,Y1,X2,Y2", help="box prompts in frame pixels")
     p.add_argument("--text", action="append", dest="texts", metavar="TEXT",
                    help="text prompt scored with CLIP on the frame's instances (repeatable; needs the text extra)")
+    p.add_argument("--text-model", help="CLIP folder or model id (default $FASTSAM_CLIP or "
+                                        "openai/clip-vit-base-patch32)")
     p.add_argument("--prompt-frame", type=int, default=0, metavar="K", help="frame the prompts apply to (0-based)")
     add_inference_arguments(p)
     p.add_argument("--low-conf", type=float, default=None, metavar="C",
@@ -55,7 +57,9 @@ def _prompts(args: argparse.Namespace) -> list[dict]:
     if args.boxes:
         prompt["boxes"] = [_numbers(b, 4, "box") for b in args.boxes]
     if args.texts:
-        prompt["texts"] = args.texts
+        prompt.update(texts=args.texts, text_model=args.text_model)
+    elif args.text_model:
+        raise InvalidInputError("--text-model given without --text")
     if not prompt:
         if args.prompt_frame != 0:
             raise InvalidInputError("--prompt-frame given without --points, --boxes or --text")

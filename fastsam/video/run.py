@@ -16,7 +16,7 @@ from fastsam.video.predictor import VideoFrame, VideoPredictor
 from fastsam.video.sources import FrameSource, StreamDroppedError
 from fastsam.video.writer import OVERLAY, OverlayVideo, TrackWriter
 
-PROMPT_FIELDS = ("frame", "object", "points", "labels", "boxes", "per_point", "texts")
+PROMPT_FIELDS = ("frame", "object", "points", "labels", "boxes", "per_point", "texts", "text_model")
 
 
 @dataclass
@@ -70,16 +70,15 @@ def track_video(source: str | os.PathLike | int, dest: str | os.PathLike, model:
     ``overlay``, ``dest/overlay.mp4``.
 
     prompts: ``[{"frame": k, "object": id, "points": [[x, y]], "labels": [1], "boxes": [[x1, y1, x2, y2]],
-    "texts": ["a dog"], "per_point": False}]`` (frame defaults to 0; object to the next free id). ``low_conf``
-    (below ``conf``): weaker detections are kept to extend tracks (ByteTrack's second pass). ``resume``
-    continues the run ``dest`` holds (same source, model, settings and prompts). ``on_frame`` is called with
-    each frame done. A source that drops mid-way raises :class:`~fastsam.video.sources.StreamDroppedError`
-    after the frames so far are written and saved.
+    "texts": ["a dog"], "text_model": CLIP_DIR, "per_point": False}]`` (frame defaults to 0; object to the next
+    free id). ``low_conf`` (below ``conf``): weaker detections are kept to extend tracks (ByteTrack's second
+    pass). ``resume`` continues the run ``dest`` holds (same source, model, settings and prompts). ``on_frame``
+    is called with each frame done. A source that drops mid-way raises
+    :class:`~fastsam.video.sources.StreamDroppedError` after the frames so far are written and saved.
     """
     from tqdm import tqdm
 
-    from fastsam.inference.predictor import Predictor
-    from fastsam.model.zoo import auto_model, default_conf, is_auto, load_model, resolve_weights
+    from fastsam.model.zoo import auto_model, default_conf, is_auto, resolve_weights
 
     prompts = _check_prompts(prompts)
     frames = FrameSource(source)
@@ -87,11 +86,9 @@ def track_video(source: str | os.PathLike | int, dest: str | os.PathLike, model:
         raise InvalidInputError(f"{frames.spec} is a live {frames.kind}: it cannot be resumed")
     name = auto_model() if is_auto(str(model)) else model
     weights = str(resolve_weights(name, progress=progress))
-    conf = default_conf(str(name)) if conf is None else conf
-    predictor = Predictor(load_model(weights, progress=False), device=device, imgsz=imgsz,
-                          conf=conf if low_conf is None else low_conf, iou=iou, max_det=max_det, retina=retina,
-                          precision=precision)
-    video = VideoPredictor(predictor, conf=conf)
+    conf = default_conf(str(name)) if conf is None else conf  # by name: the bundled model's is lower
+    video = VideoPredictor.from_model(weights, device=device, conf=conf, low_conf=low_conf, imgsz=imgsz, iou=iou,
+                                      max_det=max_det, retina=retina, precision=precision)
     state = video.init_state(frames)
     for prompt in prompts:
         options = {k: v for k, v in prompt.items() if k not in ("frame", "object")}
