@@ -37,14 +37,14 @@ from fastsam.video.tracker import InstanceTracker, TrackerConfig, box_iou, coco_
 
 # A re-applied prompt is accepted when what it selects overlaps the box where the object was expected this much.
 REACQUIRE_IOU = 0.3
-_PROMPT_KEYS = ("points", "labels", "boxes", "per_point", "texts", "text_model", "text_mode", "text_top_k",
-                "text_threshold", "text_metric", "text_crop", "text_wider")
+_TEXT_OPTIONS = ("text_model", "text_mode", "text_top_k", "text_threshold", "text_metric", "text_crop", "text_wider")
 
 
 @dataclass
 class FollowedObject:
     """An object chosen by a prompt on frame ``frame_index``; ``track_ids`` the tracks that are it (empty until
-    that frame); ``anchor`` its xyxy box on the prompt frame, ``last_box`` where it was last seen."""
+    that frame); ``anchor`` its xyxy box on the frame it was first found (the prompt's frame of reference when
+    the prompt is moved), ``last_box`` where it was last seen."""
 
     object_id: int
     frame_index: int
@@ -173,7 +173,7 @@ class VideoPredictor:
             object_id = max(state.objects, default=0) + 1
         if isinstance(object_id, bool) or not isinstance(object_id, (int, np.integer)) or object_id < 1:
             raise InvalidInputError(f"object_id must be a positive integer, got {object_id!r}")
-        unknown = sorted(set(text_options) - set(_PROMPT_KEYS))
+        unknown = sorted(set(text_options) - set(_TEXT_OPTIONS))
         if unknown:
             raise InvalidInputError(f"unknown prompt option(s): {', '.join(unknown)}")
         if points is None and boxes is None and texts is None:
