@@ -16,6 +16,7 @@ import pytest
 from fastsam.cli import main
 from fastsam.errors import FastSAMError, InvalidInputError
 from fastsam.rle import RunLengthMask
+from fastsam.video.writer import draw_tracks
 from fastsam.video import (FrameSource, StreamDroppedError, TrackerConfig, VideoPredictor, VideoReadError,
                           track_video)
 from tests.paths import FIXTURES
@@ -233,6 +234,8 @@ def test_weak_detections_extend_tracks_but_start_none(short_video: Path, single_
     assert (first.track_ids[scores < 0.3] == 0).all() and (first.track_ids[scores >= 0.3] > 0).any()
     with pytest.raises(InvalidInputError, match=r"conf must be a number in \[0.1, 1\]"):
         VideoPredictor(video.predictor, conf=0.05)
+    with pytest.raises(InvalidInputError, match="low_conf 0.5 is above conf 0.3"):
+        VideoPredictor.from_model("fastsam-default", conf=0.3, low_conf=0.5)
 
 
 def test_track_video_resumes_to_the_same_lines(short_video: Path, tmp_path: Path, single_thread: None) -> None:
@@ -277,6 +280,8 @@ def test_cli_track_writes_jsonl_and_overlay(short_video: Path, tmp_path: Path, s
     assert len(lines) == 12
     overlay = FrameSource(out / "overlay.mp4")
     assert (overlay.frame_size, overlay.frame_count) == ((W, H), 12)
+    with pytest.raises(InvalidInputError, match="2 masks but 1 track ids"):
+        draw_tracks(np.zeros((H, W, 3), np.uint8), [RunLengthMask.empty(H, W)] * 2, [1])
     record = json.loads(lines[5])
     frame = next(overlay.frames(start=5)).image
     plain = next(FrameSource(short_video).frames(start=5)).image

@@ -143,6 +143,9 @@ class VideoPredictor:
 
         name = auto_model() if is_auto(str(model)) else model
         conf = default_conf(str(name)) if conf is None else conf
+        if low_conf is not None and isinstance(conf, (int, float)) and isinstance(low_conf, (int, float)) \
+                and low_conf > conf:
+            raise InvalidInputError(f"low_conf {low_conf} is above conf {conf}; weak detections score below conf")
         predictor = Predictor(load_model(name, progress=False), device=device,
                               conf=conf if low_conf is None else low_conf, **predictor_options)
         return cls(predictor, tracker_config, conf)

@@ -84,6 +84,8 @@ def _label_point(mask: RunLengthMask) -> tuple[int, int] | None:
 
 def draw_tracks(image: np.ndarray, masks: list[RunLengthMask], track_ids: list[int]) -> np.ndarray:
     """(H, W, 3) uint8 RGB with each mask in its track's colour, outlined, and its id written on it."""
+    if len(masks) != len(track_ids):
+        raise InvalidInputError(f"{len(masks)} masks but {len(track_ids)} track ids; give one id per mask")
     colors = np.array([track_color(t) for t in track_ids], np.uint8).reshape(-1, 3)
     out = draw_overlay(image, masks, color=colors, contours=True)
     scale = max(point_radius(*image.shape[:2]) / 6.0, 0.4)
