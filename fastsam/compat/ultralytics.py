@@ -1,9 +1,9 @@
 """Ultralytics' FastSAM API on fastsam: ``FastSAM("FastSAM-s.pt")(source, bboxes=, points=, labels=, texts=)``
 and ``FastSAMPredictor(overrides=...)`` with ``predictor.prompt(results, ...)``.
 
-Prompts follow Ultralytics' rules (``ultralytics/models/fastsam/predict.py``): each box selects the instance
-whose mask has the best IoU with it; points select every instance holding them, walked in order, a background
-point deselecting the instances that hold it (with only background points, every instance starts selected);
+Prompts follow Ultralytics' rules (``ultralytics/models/fastsam/predict.py``): each box (truncated to integers)
+selects the instance whose mask has the best IoU with it, the box's area counted as given, unclipped; points
+select every instance holding them, walked in order, a background point deselecting the instances that hold it (with only background points, every instance starts selected);
 each text selects the instance whose crop CLIP matches best; the kinds combine as a union, and the answer is a
 ``Results`` view of the selected instances in their original order.
 """
@@ -23,6 +23,7 @@ from fastsam.errors import InvalidInputError
 from fastsam.inference.predictor import STRIDE, Predictor
 from fastsam.model.checkpoint import load_weights
 from fastsam.model.zoo import resolve_weights
+from fastsam.prompts.boxes import best_box_instance
 from fastsam.prompts.validation import check_boxes, check_points
 from fastsam.result import SegmentationResult
 
@@ -111,7 +112,9 @@ def prompt_results(results: Results, bboxes: object = None, points: object = Non
         return results
     chosen = np.zeros(len(result), bool)
     if boxes is not None:
-        chosen[result.prompt(boxes=boxes).instance_ids] = True
+        # Ultralytics' IoU divides by the area of the box as given (not clipped to the image).
+        for x1, y1, x2, y2 in boxes.astype(np.int64):
+            chosen[best_box_instance(result.rles, result.areas, result.mask_bounds, (x1, y1, x2, y2))] = True
     if points is not None:
         pts, labs = check_points(points, labels, size)
         n, p = len(result), len(pts)
