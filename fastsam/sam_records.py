@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import cv2
 import numpy as np
+import torch
 
 from fastsam.errors import InvalidInputError
+from fastsam.inference.masks import PrototypeMasks
 from fastsam.rle import RunLengthMask
 
 if TYPE_CHECKING:
@@ -41,48 +43,70 @@ def _components(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, stats[:, cv2.CC_STAT_AREA]
 
 
-def remove_small_regions(mask: RunLengthMask, min_region_area: int) -> RunLengthMask:
-    """SAM's ``min_mask_region_area`` clean-up of one mask: holes (background regions enclosed by the mask) of
-    fewer than ``min_region_area`` pixels are filled, then islands (8-connected parts of the mask) of fewer
-    pixels are removed, keeping the largest island when all are small. Works on the mask's box (one pixel of
-    margin), never on the full image."""
-    min_region_area = _check_area(min_region_area, "min_region_area")
-    x1, y1, x2, y2 = mask.bbox()
-    if min_region_area == 0 or x2 <= x1:
-        return mask
-    crop = np.zeros((y2 - y1 + 2, x2 - x1 + 2), np.uint8)
-    crop[1:-1, 1:-1] = mask.decode_region(x1, y1, x2, y2)
-    # Holes: background components other than the one around the mask (which holds the margin's corner).
-    labels, sizes = _components(1 - crop)
-    outside = labels[0, 0]
+def _clean_plane(plane: np.ndarray, min_region_area: int, outside: bool) -> np.ndarray:
+    """SAM's two passes on a uint8 0/1 plane: holes of fewer than ``min_region_area`` pixels filled, then islands
+    of fewer removed (the largest kept when all are). ``outside``: the plane is a crop with a margin whose
+    background around the mask is large in the image, so it is never a hole."""
+    labels, sizes = _components(1 - plane)
     small_holes = np.flatnonzero(sizes < min_region_area)
-    small_holes = small_holes[(small_holes != 0) & (small_holes != outside)]
+    small_holes = small_holes[(small_holes != 0) & ((small_holes != labels[0, 0]) if outside else True)]
     if small_holes.size:
-        crop[np.isin(labels, small_holes)] = 1
-    labels, sizes = _components(crop)
+        plane = plane.copy()
+        plane[np.isin(labels, small_holes)] = 1
+    labels, sizes = _components(plane)
     islands = sizes[1:]
     if islands.size and (islands < min_region_area).any():
         keep = np.flatnonzero(islands >= min_region_area) + 1
         if keep.size == 0:
             keep = np.array([int(np.argmax(islands)) + 1])
-        crop = np.isin(labels, keep).astype(np.uint8)
-    return RunLengthMask.from_crop(crop[1:-1, 1:-1].astype(bool), x1, y1, mask.height, mask.width)
+        plane = np.isin(labels, keep).astype(np.uint8)
+    return plane
+
+
+def remove_small_regions(mask: RunLengthMask, min_region_area: int) -> RunLengthMask:
+    """SAM's ``min_mask_region_area`` clean-up of one mask, with the same pixels as SAM's: background regions
+    (8-connected) of fewer than ``min_region_area`` pixels are filled, then parts of the mask of fewer pixels are
+    removed, keeping the largest when all are small. Works on the mask's box with a one-pixel margin; a mask whose
+    box touches the image border, or leaves fewer pixels outside it than the threshold, is decoded alone."""
+    min_region_area = _check_area(min_region_area, "min_region_area")
+    x1, y1, x2, y2 = mask.bbox()
+    if min_region_area == 0 or x2 <= x1:
+        return mask
+    h, w = mask.height, mask.width
+    outside_pixels = h * w - (x2 - x1) * (y2 - y1)
+    if x1 == 0 or y1 == 0 or x2 == w or y2 == h or outside_pixels < min_region_area:
+        # The background outside the box may be split by the border or be small itself: SAM's rule on the image.
+        return RunLengthMask.from_mask(_clean_plane(mask.decode().astype(np.uint8), min_region_area, False) > 0)
+    crop = np.zeros((y2 - y1 + 2, x2 - x1 + 2), np.uint8)
+    crop[1:-1, 1:-1] = mask.decode_region(x1, y1, x2, y2)
+    cleaned = _clean_plane(crop, min_region_area, True)
+    return RunLengthMask.from_crop(cleaned[1:-1, 1:-1] > 0, x1, y1, h, w)
+
+
+def _shifted_areas(renderer: "PrototypeMasks", indices: np.ndarray, shift: float) -> np.ndarray:
+    """Areas of the chosen instances' masks thresholded at logit > ``shift`` instead of > 0, assembled as the
+    masks are. A constant prototype with coefficient -shift lowers every logit by ``shift``: bilinear weights
+    sum to one, so upsampling commutes with the shift and the compiled mask assembly does the rest."""
+    protos = np.concatenate([renderer.protos, np.ones((1, *renderer.protos.shape[1:]), np.float32)])
+    coefficients = np.concatenate([renderer.coefficients[indices],
+                                   np.full((len(indices), 1), -shift, np.float32)], axis=1)
+    shifted = PrototypeMasks(torch.from_numpy(protos), torch.from_numpy(coefficients),
+                             torch.from_numpy(renderer.image_boxes[indices]),
+                             torch.from_numpy(renderer.input_boxes[indices]), renderer.input_size,
+                             renderer.image_size, retina=renderer.retina)
+    return np.array([m.area for m in shifted.encode_all()], np.int64)
 
 
 def stability_scores(result: "SegmentationResult", indices: Sequence[int]) -> list[float | None]:
-    """SAM's stability score per instance: |logit > +1| / |logit > -1| over the instance's box (its mask is
-    zero outside it), from the prototypes the result keeps; None for every instance when it keeps none."""
+    """SAM's stability score per instance: |logit > +1| / |logit > -1| at the masks' resolution (the masks are
+    logit > 0), from the prototypes the result keeps; None for every instance when it keeps none."""
     renderer = result.prototypes
-    if renderer is None:
-        return [None] * len(indices)
-    high = 1.0 / (1.0 + math.exp(-STABILITY_OFFSET))  # thresholds on the probabilities the renderer gives
-    low = 1.0 - high
-    scores: list[float | None] = []
-    for n in indices:
-        probabilities, _, _ = renderer.probability_crop(int(n))
-        union = int((probabilities > low).sum())
-        scores.append(float((probabilities > high).sum()) / union if union else 0.0)
-    return scores
+    chosen = np.asarray(indices, np.int64).reshape(-1)
+    if renderer is None or chosen.size == 0:
+        return [None] * chosen.size
+    high = _shifted_areas(renderer, chosen, STABILITY_OFFSET)
+    low = _shifted_areas(renderer, chosen, -STABILITY_OFFSET)
+    return [float(a) / float(b) if b else 0.0 for a, b in zip(high, low)]
 
 
 def _inside_point(mask: RunLengthMask) -> list[list[float]]:
