@@ -146,6 +146,13 @@ def test_plot_to_result_is_bgr_with_the_originals_colour(n26_dogs):
     assert np.abs(picture[y, x].astype(float) - expected).max() <= 1.5
 
 
-def test_results_are_views(n26_dogs):
-    results, _ = n26_dogs
+def test_no_instance_gives_empty_answers():
+    from fastsam import FastSAM, FastSAMPrompt
+
+    results = FastSAM(str(FIXTURES / "fastsam-n26-parity.pt"))(str(DOGS), imgsz=64, conf=1.0)
     assert isinstance(results, list) and len(results) == 1 and isinstance(results[0], Results)
+    assert len(results[0]) == 0 and results[0].masks is None  # the original returns [] here
+    prompt = FastSAMPrompt(str(DOGS), results, device="cpu")
+    assert prompt.everything_prompt().shape == (0, 603, 1072)
+    assert prompt.box_prompt(bbox=[0, 0, 100, 100]).shape == (0, 603, 1072)
+    assert prompt.point_prompt(points=[[10, 10]], pointlabel=[1]).shape == (1, 603, 1072)

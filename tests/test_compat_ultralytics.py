@@ -179,6 +179,7 @@ def test_views_are_lazy(small):
         assert data[k, y, x] == 1.0, "a contour point lies on its mask"
     picture = view.plot()
     assert picture.shape == (h, w, 3) and picture.dtype == np.uint8 and not np.array_equal(picture, view.orig_img)
+    assert np.array_equal(view.masks[1:3].data, data[1:3]) and np.array_equal(view.boxes[2].xyxy, view.boxes.xyxy[2:3])
     empty = small[[]]
     assert len(empty) == 0 and empty.masks is None and empty.boxes.xyxy.shape == (0, 4)
 

@@ -55,13 +55,30 @@ def dense_masks(rles: list[RunLengthMask], size: tuple[int, int], dtype: type) -
     return out
 
 
-class Boxes:
-    """Boxes of the instances of a view: ``data`` (N, 6) float32 [x1, y1, x2, y2, conf, cls] in image pixels."""
+class _InstanceView:
+    """Some instances of a result, by index; indexing gives a view of the same kind (no data is copied)."""
 
     def __init__(self, result: SegmentationResult, indices: np.ndarray) -> None:
         self._result, self._indices = result, indices
         self.orig_shape = result.image_size
-        self.is_track, self.id = False, None
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, index: object):  # -> the same view type
+        return type(self)(self._result, self._indices[_index_array(index, len(self))])
+
+    def cpu(self):  # tensors here always live on the CPU
+        return self
+
+    def numpy(self):
+        return self
+
+
+class Boxes(_InstanceView):
+    """Boxes of the instances of a view: ``data`` (N, 6) float32 [x1, y1, x2, y2, conf, cls] in image pixels."""
+
+    is_track, id = False, None
 
     @cached_property
     def data(self) -> torch.Tensor:
@@ -101,26 +118,10 @@ class Boxes:
     def shape(self) -> torch.Size:
         return self.data.shape
 
-    def __len__(self) -> int:
-        return len(self._indices)
 
-    def __getitem__(self, index: object) -> "Boxes":
-        return Boxes(self._result, self._indices[_index_array(index, len(self))])
-
-    def cpu(self) -> "Boxes":
-        return self
-
-    def numpy(self) -> "Boxes":
-        return self
-
-
-class Masks:
+class Masks(_InstanceView):
     """Masks of the instances of a view. ``data``: (N, H, W) float32 0/1 at image resolution, built when first
     read; ``xy`` / ``xyn``: the largest outer contour of each mask in pixels / normalised, traced in its box."""
-
-    def __init__(self, result: SegmentationResult, indices: np.ndarray) -> None:
-        self._result, self._indices = result, indices
-        self.orig_shape = result.image_size
 
     @property
     def rles(self) -> list[RunLengthMask]:
@@ -155,18 +156,6 @@ class Masks:
     @property
     def shape(self) -> tuple[int, int, int]:
         return (len(self._indices), *self.orig_shape)
-
-    def __len__(self) -> int:
-        return len(self._indices)
-
-    def __getitem__(self, index: object) -> "Masks":
-        return Masks(self._result, self._indices[_index_array(index, len(self))])
-
-    def cpu(self) -> "Masks":
-        return self
-
-    def numpy(self) -> "Masks":
-        return self
 
 
 class Results:
