@@ -20,7 +20,7 @@ import torch
 
 from fastsam.compat.images import bgr_source_to_rgb
 from fastsam.compat.results import Results, dense_masks
-from fastsam.compat.ultralytics import FastSAM
+from fastsam.compat.ultralytics import FastSAM, check_device
 from fastsam.errors import InvalidInputError
 from fastsam.io.export import atomic_write_bytes
 from fastsam.io.overlay import draw_overlay
@@ -102,9 +102,7 @@ class FastSAMPrompt:
             return []
         if not isinstance(text, str):
             raise InvalidInputError(f"text must be a string, got {type(text).__name__}")
-        device = str(self.device)
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InvalidInputError(f"device {device!r} is not available here; create FastSAMPrompt(..., device='cpu')")
+        device = str(check_device(self.device))
         selection = view.result.prompt(texts=[text], text_model=text_model, text_device=device)
         return self._stack(selection.masks, bool)
 

@@ -219,7 +219,9 @@ class Results:
                                     f"{base.shape} {base.dtype}")
         rgb = np.ascontiguousarray(base[..., 2::-1])
         shown = self.masks.rles if masks and len(self) else []
-        drawn = draw_overlay(rgb, shown, boxes=self.boxes.xyxy.numpy() if boxes and len(self) else None)
+        drawable = self.boxes.xyxy.numpy()
+        drawable = drawable[(drawable[:, 2] > drawable[:, 0]) & (drawable[:, 3] > drawable[:, 1])]  # no empty box
+        drawn = draw_overlay(rgb, shown, boxes=drawable if boxes and len(drawable) else None)
         picture = np.ascontiguousarray(drawn[..., ::-1])
         if boxes and labels and len(self):
             thickness = max(1, int(line_width or round(sum(self.orig_shape) / 2 * 0.003)))

@@ -38,21 +38,23 @@ IGNORED = frozenset({"verbose", "save", "show", "agnostic_nms", "task", "mode", 
                      "project", "name", "exist_ok", "vid_stride", "stream_buffer", "visualize", "augment"})
 
 
-def _device(device: object) -> torch.device:
-    """Ultralytics' device spellings: 'cpu', 'cuda', 'cuda:1', '0', 0, 'mps'."""
-    if isinstance(device, torch.device):
-        return device
+def check_device(device: object) -> torch.device:
+    """Ultralytics' device spellings ('cpu', 'cuda', 'cuda:1', '0', 0, 'mps') as a torch.device; raises
+    InvalidInputError for an unknown spelling or for CUDA where there is none."""
     if isinstance(device, (int, np.integer)) and not isinstance(device, bool):
-        return torch.device(f"cuda:{int(device)}")
+        device = f"cuda:{int(device)}"
     if isinstance(device, str):
         spelled = device.strip().lower()
-        if spelled.isdigit():
-            return torch.device(f"cuda:{spelled}")
         try:
-            return torch.device(spelled or "cpu")
+            device = torch.device(f"cuda:{spelled}" if spelled.isdigit() else spelled or "cpu")
         except RuntimeError as exc:
             raise InvalidInputError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or N") from exc
-    raise InvalidInputError(f"device must be a string, an int or a torch.device, got {device!r:.80}")
+    if not isinstance(device, torch.device):
+        raise InvalidInputError(f"device must be a string, an int or a torch.device, got {device!r:.80}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {str(device)!r} asks for CUDA, which this machine or torch build lacks; "
+                                "use device='cpu'")
+    return device
 
 
 def _imgsz(imgsz: object) -> int:
@@ -73,8 +75,8 @@ def prediction_settings(overrides: dict[str, Any], defaults: dict[str, Any] | No
         raise InvalidInputError(f"unsupported argument(s) {', '.join(unknown)}; fastsam's FastSAM takes "
                                 f"{', '.join(sorted(DEFAULTS))} (and ignores {', '.join(sorted(IGNORED))})")
     settings = {**(DEFAULTS if defaults is None else defaults)}
-    settings.update({k: v for k, v in overrides.items() if k in DEFAULTS})
-    settings["device"] = _device(settings["device"])
+    settings.update({k: v for k, v in overrides.items() if k in DEFAULTS and v is not None})  # None: default
+    settings["device"] = check_device(settings["device"])
     settings["imgsz"] = _imgsz(settings["imgsz"])
     settings["retina_masks"] = bool(settings["retina_masks"])
     return settings
@@ -193,9 +195,9 @@ class FastSAMPredictor:
     without running the network again."""
 
     def __init__(self, cfg: object = None, overrides: dict[str, Any] | None = None, _callbacks: object = None) -> None:
-        overrides = dict(overrides or {})
-        if not isinstance(overrides, dict):
+        if overrides is not None and not isinstance(overrides, dict):
             raise InvalidInputError("overrides must be a dict of Ultralytics settings")
+        overrides = dict(overrides or {})
         self.model = FastSAM(overrides.get("model", "FastSAM-x.pt"))
         self.args = prediction_settings(overrides)
 
