@@ -3,9 +3,10 @@ and ``FastSAMPredictor(overrides=...)`` with ``predictor.prompt(results, ...)``.
 
 Prompts follow Ultralytics' rules (``ultralytics/models/fastsam/predict.py``): each box (truncated to integers)
 selects the instance whose mask has the best IoU with it, the box's area counted as given, unclipped; points
-select every instance holding them, walked in order, a background point deselecting the instances that hold it (with only background points, every instance starts selected);
-each text selects the instance whose crop CLIP matches best; the kinds combine as a union, and the answer is a
-``Results`` view of the selected instances in their original order.
+select every instance holding them, walked in order, a background point deselecting the instances that hold it
+(with only background points, every instance starts selected); each text selects the instance whose crop CLIP
+matches best; the kinds combine as a union, and the answer is a ``Results`` view of the selected instances in
+their original order.
 """
 
 from __future__ import annotations
