@@ -43,44 +43,85 @@ def _components(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, stats[:, cv2.CC_STAT_AREA]
 
 
-def _clean_plane(plane: np.ndarray, min_region_area: int, outside: bool) -> np.ndarray:
-    """SAM's two passes on a uint8 0/1 plane: holes of fewer than ``min_region_area`` pixels filled, then islands
-    of fewer removed (the largest kept when all are). ``outside``: the plane is a crop with a margin whose
-    background around the mask is large in the image, so it is never a hole."""
+def _fill_small_holes(plane: np.ndarray, min_region_area: int,
+                      outside: Sequence[tuple[np.ndarray, int]]) -> np.ndarray | None:
+    """Fill the background regions of a uint8 0/1 plane smaller than ``min_region_area`` (SAM's "holes" pass).
+    ``outside``: (margin pixels, pixels they stand for) for each part of the image outside a crop, so that regions
+    reaching the margin count their true size. None when such a region is small (it spreads beyond the crop)."""
     labels, sizes = _components(1 - plane)
-    small_holes = np.flatnonzero(sizes < min_region_area)
-    small_holes = small_holes[(small_holes != 0) & ((small_holes != labels[0, 0]) if outside else True)]
-    if small_holes.size:
-        plane = plane.copy()
-        plane[np.isin(labels, small_holes)] = 1
+    sizes = sizes.astype(np.int64)
+    for margin, pixels in outside:
+        sizes[labels[margin][0]] += pixels - int(margin.sum())
+    small = np.flatnonzero(sizes < min_region_area)
+    small = small[small != 0]  # label 0: the mask itself
+    if not small.size:
+        return plane
+    if any(labels[margin][0] in small for margin, _ in outside):
+        return None
+    filled = plane.copy()
+    filled[np.isin(labels, small)] = 1
+    return filled
+
+
+def _remove_small_islands(plane: np.ndarray, min_region_area: int) -> np.ndarray:
+    """Remove the parts of the mask smaller than ``min_region_area``, keeping the largest when all are (SAM's
+    "islands" pass)."""
     labels, sizes = _components(plane)
     islands = sizes[1:]
-    if islands.size and (islands < min_region_area).any():
-        keep = np.flatnonzero(islands >= min_region_area) + 1
-        if keep.size == 0:
-            keep = np.array([int(np.argmax(islands)) + 1])
-        plane = np.isin(labels, keep).astype(np.uint8)
-    return plane
+    if not islands.size or (islands >= min_region_area).all():
+        return plane
+    keep = np.flatnonzero(islands >= min_region_area) + 1
+    if keep.size == 0:
+        keep = np.array([int(np.argmax(islands)) + 1])
+    return np.isin(labels, keep).astype(np.uint8)
+
+
+def _outside_parts(shape: tuple[int, int], pads: tuple[int, int, int, int], box: tuple[int, int, int, int],
+                   size: tuple[int, int]) -> list[tuple[np.ndarray, int]]:
+    """The connected parts of the image outside a box, each as (its margin pixels in the padded crop of ``shape``,
+    its pixel count). Margins are on the sides where the box leaves the image border (``pads``: top, bottom,
+    left, right); the outside is one part unless only two opposite sides are open (two bands)."""
+    top, bottom, left, right = pads
+    x1, y1, x2, y2 = box
+    h, w = size
+
+    def strip(rows: slice, cols: slice) -> np.ndarray:
+        margin = np.zeros(shape, bool)
+        margin[rows, cols] = True
+        return margin
+
+    if (top, bottom, left, right) == (1, 1, 0, 0):
+        return [(strip(slice(0, 1), slice(None)), y1 * w), (strip(slice(-1, None), slice(None)), (h - y2) * w)]
+    if (top, bottom, left, right) == (0, 0, 1, 1):
+        return [(strip(slice(None), slice(0, 1)), x1 * h), (strip(slice(None), slice(-1, None)), (w - x2) * h)]
+    if not any(pads):
+        return []
+    margin = np.ones(shape, bool)
+    margin[top:shape[0] - bottom, left:shape[1] - right] = False
+    return [(margin, h * w - (x2 - x1) * (y2 - y1))]
 
 
 def remove_small_regions(mask: RunLengthMask, min_region_area: int) -> RunLengthMask:
     """SAM's ``min_mask_region_area`` clean-up of one mask, with the same pixels as SAM's: background regions
     (8-connected) of fewer than ``min_region_area`` pixels are filled, then parts of the mask of fewer pixels are
-    removed, keeping the largest when all are small. Works on the mask's box with a one-pixel margin; a mask whose
-    box touches the image border, or leaves fewer pixels outside it than the threshold, is decoded alone."""
+    removed, keeping the largest when all are small. Works on the mask's box with a one-pixel margin standing for
+    the image outside it; only when that outside is itself a small region is the whole mask decoded."""
     min_region_area = _check_area(min_region_area, "min_region_area")
     x1, y1, x2, y2 = mask.bbox()
     if min_region_area == 0 or x2 <= x1:
         return mask
     h, w = mask.height, mask.width
-    outside_pixels = h * w - (x2 - x1) * (y2 - y1)
-    if x1 == 0 or y1 == 0 or x2 == w or y2 == h or outside_pixels < min_region_area:
-        # The background outside the box may be split by the border or be small itself: SAM's rule on the image.
-        return RunLengthMask.from_mask(_clean_plane(mask.decode().astype(np.uint8), min_region_area, False) > 0)
-    crop = np.zeros((y2 - y1 + 2, x2 - x1 + 2), np.uint8)
-    crop[1:-1, 1:-1] = mask.decode_region(x1, y1, x2, y2)
-    cleaned = _clean_plane(crop, min_region_area, True)
-    return RunLengthMask.from_crop(cleaned[1:-1, 1:-1] > 0, x1, y1, h, w)
+    pads = (int(y1 > 0), int(y2 < h), int(x1 > 0), int(x2 < w))
+    top, bottom, left, right = pads
+    crop = np.zeros((y2 - y1 + top + bottom, x2 - x1 + left + right), np.uint8)
+    crop[top:top + y2 - y1, left:left + x2 - x1] = mask.decode_region(x1, y1, x2, y2)
+    filled = _fill_small_holes(crop, min_region_area, _outside_parts(crop.shape, pads, (x1, y1, x2, y2), (h, w)))
+    if filled is None:
+        whole = _remove_small_islands(_fill_small_holes(mask.decode().astype(np.uint8), min_region_area, []),
+                                      min_region_area)
+        return RunLengthMask.from_mask(whole > 0)
+    cleaned = _remove_small_islands(filled, min_region_area)
+    return RunLengthMask.from_crop(cleaned[top:top + y2 - y1, left:left + x2 - x1] > 0, x1, y1, h, w)
 
 
 def _shifted_areas(renderer: "PrototypeMasks", indices: np.ndarray, shift: float) -> np.ndarray:

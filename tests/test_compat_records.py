@@ -166,3 +166,21 @@ def test_compat_results_give_records_of_their_instances(result):
     view = Results(result, np.zeros((*result.image_size, 3), np.uint8), "image0.jpg")[1:3]
     records = view.to_sam_records(output_mode="coco_rle")
     assert [r["segmentation"] for r in records] == [result.rles[i].to_coco() for i in (1, 2)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_small_region_clean_up_matches_sams_algorithm_on_random_masks(seed):
+    # Blobs of random sizes, some cut by the image border or spanning it (bands outside the box on two sides),
+    # at thresholds from tiny to larger than the background outside the mask's box.
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(8, 40)), int(rng.integers(8, 40))
+    mask = rng.random((h, w)) < rng.uniform(0.3, 0.8)
+    mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((2, 2), np.uint8)) > 0
+    if seed % 3 == 0:
+        mask[:, :] = mask & (np.arange(h)[:, None] >= 2) & (np.arange(h)[:, None] < h - 3)  # bands above/below
+    if seed % 3 == 1:
+        mask[:, :] = mask & (np.arange(w)[None] >= 1) & (np.arange(w)[None] < w - 2)  # bands left/right
+    rle = RunLengthMask.from_mask(mask)
+    for area in (1, 2, 4, 9, 20, 60, 200, h * w):
+        expected = _sam_remove_small_regions(_sam_remove_small_regions(mask, area, "holes"), area, "islands")
+        assert np.array_equal(remove_small_regions(rle, area).decode(), expected), (seed, area)
