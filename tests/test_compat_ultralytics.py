@@ -222,6 +222,14 @@ def test_path_pil_and_bgr_array_give_the_same_masks(n26, image_path):
     assert [r.to_coco() for r in swapped.masks.rles] != [r.to_coco() for r in from_path.masks.rles]
 
 
+def test_logits_are_kept_unless_asked_not_to(n26, image_path):
+    kept = n26(image_path, imgsz=320)[0].to_sam_records(output_mode="coco_rle")
+    lean = FastSAM(n26.ckpt_path, keep_logits=False)(image_path, imgsz=320)[0]
+    assert lean.result.prototypes is None and len(kept) == len(lean) > 0
+    assert all(r["stability_score"] is None for r in lean.to_sam_records(output_mode="coco_rle"))
+    assert all(0.0 <= r["stability_score"] <= 1.0 for r in kept)
+
+
 def test_stream_and_names(n26, image_path):
     stream = n26([image_path, image_path], stream=True, imgsz=320)
     first = next(stream)

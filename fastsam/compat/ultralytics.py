@@ -140,24 +140,29 @@ class FastSAM:
 
     The same class serves the original FastSAM's ``FastSAM(model_path)(source, device=, retina_masks=, imgsz=,
     conf=, iou=)``: its arguments are a subset of these.
+
+    ``keep_logits`` (fastsam's addition) keeps each result's mask prototypes (up to 16 MB at imgsz 1024) so that
+    ``result.to_sam_records()`` can give SAM's stability score; False keeps only the run-length masks (the score
+    is then None).
     """
 
     task = "segment"
 
-    def __init__(self, model: str | os.PathLike = "FastSAM-x.pt") -> None:
+    def __init__(self, model: str | os.PathLike = "FastSAM-x.pt", *, keep_logits: bool = True) -> None:
         if not isinstance(model, (str, os.PathLike)):
             raise InvalidInputError(f"model must be a checkpoint path or a model name, got {model!r:.80}")
         if str(model) == "FastSAM.pt" and not os.path.exists(model):
             model = "FastSAM-x.pt"
         self.ckpt_path = str(resolve_weights(model))
         self.names = dict(NAMES)
+        self.keep_logits = bool(keep_logits)
         self._predictors: dict[torch.device, Predictor] = {}
         self._predictor(torch.device("cpu"))  # load now: a bad checkpoint fails here, as in Ultralytics
 
     def _predictor(self, device: torch.device) -> Predictor:
         if device not in self._predictors:
-            # Prototypes are kept (they are already in memory) so that records can carry SAM's stability score.
-            self._predictors[device] = Predictor(load_weights(self.ckpt_path), device=device, keep_prototypes=True)
+            self._predictors[device] = Predictor(load_weights(self.ckpt_path), device=device,
+                                                 keep_prototypes=self.keep_logits)
         return self._predictors[device]
 
     def predict(self, source: Any, stream: bool = False, bboxes: object = None, points: object = None,
