@@ -17,6 +17,7 @@ from fastsam.rle import RunLengthMask
 from tests.paths import FIXTURES
 from fastsam.eval.matching import matched_mask_ious
 from tests.test_parity import GOLDENS, decode, mask_iou
+from tests.test_text import tiny_clip  # noqa: F401  (a module fixture: a random CLIP written locally)
 
 pytestmark = pytest.mark.skipif(not (FIXTURES / "golden_s.json").is_file(), reason="../shared/fixtures not present")
 
@@ -35,8 +36,9 @@ def _coco(masks) -> list[dict]:
 
 
 @pytest.mark.parametrize("checkpoint", sorted(GOLDENS))
-def test_readme_snippet_matches_the_goldens(checkpoint, tmp_path, monkeypatch):
+def test_readme_snippet_matches_the_goldens(checkpoint, tmp_path, monkeypatch, tiny_clip):  # noqa: F811
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FASTSAM_CLIP", str(tiny_clip))  # the text prompt's CLIP: a random local one
     # The original README's snippet, verbatim but for the paths.
     from fastsam import FastSAM, FastSAMPrompt
 
@@ -62,6 +64,24 @@ def test_readme_snippet_matches_the_goldens(checkpoint, tmp_path, monkeypatch):
     # The same instances as fastsam's own API gives, pixel for pixel.
     ours = everything_results[0].result
     assert np.array_equal(ann.numpy().astype(bool), ours.masks)
+
+    # The README's prompt snippet, verbatim.
+    # bbox default shape [0,0,0,0] -> [x1,y1,x2,y2]
+    ann = prompt_process.box_prompt(bboxes=[[200, 200, 300, 300]])
+    assert np.array_equal(ann[0] != 0, ours.prompt(boxes=[[200, 200, 300, 300]]).masks[0].decode())
+
+    # text prompt
+    ann = prompt_process.text_prompt(text='a photo of a dog')
+    assert ann.dtype == bool and ann.shape == (1, 603, 1072)
+    assert np.array_equal(ann[0], ours.prompt(texts=['a photo of a dog']).masks[0].decode())
+
+    # point prompt
+    # points default [[0,0]] [[x1,y1],[x2,y2]]
+    # point_label default [0] [1,0] 0:background, 1:foreground
+    ann = prompt_process.point_prompt(points=[[620, 360]], pointlabel=[1])
+    assert np.array_equal(ann[0], ours.prompt(points=[[620, 360]], labels=[1]).masks[0].decode())
+
+    prompt_process.plot(annotations=ann,output_path='./output/dog.jpg',)
 
     for prompt in golden["box_prompts"]:
         ann = prompt_process.box_prompt(bboxes=[list(prompt["box"])])
