@@ -44,10 +44,13 @@ def serve(args: argparse.Namespace) -> None:
     from fastsam.inference.predictor import Predictor
     from fastsam.model.zoo import load_model
     from fastsam.serve import ServeSettings, create_app
+    from fastsam.serve.protocol import uvicorn_options
 
     predictor = Predictor(load_model(args.model, progress=False), imgsz=args.imgsz, conf=args.conf)
-    app = create_app(predictor, ServeSettings(model_name=str(args.model)))
-    uvicorn.run(app, host=HOST, port=args.serve, log_level="warning")
+    settings = ServeSettings(model_name=str(args.model))
+    # As `fastsam serve` runs it: with the request-head timeout protocol.
+    uvicorn.run(create_app(predictor, settings), host=HOST, port=args.serve, log_level="warning",
+                **uvicorn_options(settings))
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -96,11 +96,13 @@ def _build_parser() -> argparse.ArgumentParser:
     from fastsam.eval.cli import register as register_eval
     from fastsam.serve.cli import register as register_serve
     from fastsam.train.cli import register as register_train
+    from fastsam.video.cli import register as register_track
 
     register_batch(commands)
     register_train(commands)
     register_eval(commands)
     register_serve(commands)
+    register_track(commands)
 
     exp = commands.add_parser("export", help="export the network to ONNX (prompts keep working with --backend onnx)")
     exp.add_argument("model", help="zoo name or checkpoint path")

@@ -128,6 +128,23 @@ class SegmentationResult:
                                          wider=text_wider, device=text_device).selection)
         return selection
 
+    def to_sam_records(self, output_mode: str = "binary_mask", min_mask_region_area: float = 0,
+                       min_area: float = 0) -> list[dict]:
+        """Every instance as SAM's automatic mask generator gives it (dicts with segmentation, area, bbox XYWH,
+        predicted_iou, stability_score, point_coords, crop_box): see :func:`fastsam.sam_records.sam_records`
+        for the fields, ``output_mode`` ('binary_mask', 'uncompressed_rle', 'coco_rle') and SAM's
+        ``min_mask_region_area`` clean-up of small holes and islands; ``min_area`` drops smaller masks."""
+        from fastsam.sam_records import sam_records
+
+        return sam_records(self, output_mode=output_mode, min_mask_region_area=min_mask_region_area,
+                           min_area=min_area)
+
+    def to_supervision(self) -> object:
+        """Every instance as ``supervision.Detections`` (needs ``pip install "fastsam-torch[compat]"``)."""
+        from fastsam.sam_records import to_supervision
+
+        return to_supervision(self)
+
     def name(self) -> str:
         """A file stem for outputs: the source file's stem, or 'image'."""
         return Path(self.source).stem if self.source else "image"

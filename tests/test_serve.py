@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
+import re
 import threading
 import time
+from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -99,8 +102,12 @@ class ColourScorer:
                          for img in images])
 
 
+BASE_URL = "http://localhost"  # a name the server answers to (the Host check refuses TestClient's "testserver")
+
+
 def make_client(backend=None, text_model=None, **limits) -> TestClient:
-    return TestClient(create_app(backend or RectangleBackend(), ServeSettings(**limits), text_model=text_model))
+    return TestClient(create_app(backend or RectangleBackend(), ServeSettings(**limits), text_model=text_model),
+                      base_url=BASE_URL)
 
 
 @pytest.fixture
@@ -278,7 +285,7 @@ def test_text_model_folder_enables_text_prompts(tmp_path) -> None:
         image_size=32, patch_size=16, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
         text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2))
     with make_client(text_model=str(folder)) as client:
-        assert client.get("/v1/model").json()["text_model"] == str(folder)
+        assert client.get("/v1/model").json()["text_model"] == folder.name  # not its path on this machine
         uploaded = client.post("/v1/images", content=scene_png(), headers={"Content-Type": "image/png"}).json()
         answer = client.post(f"/v1/images/{uploaded['image_id']}/prompt", json={"texts": ["a red box"]}).json()
     assert answer["count"] == 1 and answer["masks"][0]["instance_id"] in (0, 1)  # random CLIP: either one
@@ -392,7 +399,7 @@ def _run(coroutine):
 
 
 def _async_client(app) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve.test")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
 
 
 async def _until(condition, timeout: float = 10.0) -> None:
@@ -519,10 +526,10 @@ def test_cli_serves_on_localhost_by_default(tiny_model, monkeypatch: pytest.Monk
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.update(app=app, **kwargs))
     assert main(["serve", "--model", str(tiny_model), "--imgsz", "128", "--port", "8765", "--cache-mb", "64"]) == 0
     assert started["host"] == "127.0.0.1" and started["port"] == 8765
-    with TestClient(started["app"]) as client:
+    with TestClient(started["app"], base_url=BASE_URL) as client:
         info = client.get("/v1/model").json()
     assert info["imgsz"] == 128 and info["limits"]["cache_bytes"] == 64 * 1024 * 1024
-    assert info["name"] == str(tiny_model)
+    assert info["name"] == tiny_model.name  # the file's name, not its path on this machine
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -534,3 +541,220 @@ def test_cli_rejects_bad_options(tiny_model, argv: list[str], words: str, capsys
 
     assert main(["serve", "--model", str(tiny_model), *argv]) == 2
     assert words in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------- request rules (issue 21)
+def png_header(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR declaring ``width`` x ``height`` (no pixel data): enough for the header check."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\0\0\0\0IEND\xaeB`\x82"
+
+
+def corrupt_tiff() -> bytes:
+    """The issue's 332-byte TIFF: StripOffsets stored as a RATIONAL, which Pillow's decoder chokes on (TypeError)."""
+    import struct
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for k in range(struct.unpack_from("<H", data, ifd)[0]):
+        offset = ifd + 2 + 12 * k
+        if struct.unpack_from("<H", data, offset)[0] == 273:  # StripOffsets
+            struct.pack_into("<HHII", data, offset, 273, 5, 1, 8)
+    return bytes(data)
+
+
+def test_options_head_and_405_name_every_method(client: TestClient, image_id: str) -> None:
+    options = client.options(f"/v1/images/{image_id}")
+    assert options.status_code == 204
+    assert set(options.headers["allow"].split(", ")) == {"GET", "HEAD", "DELETE", "OPTIONS"}
+    assert set(client.options("/v1/images").headers["allow"].split(", ")) == {"POST", "OPTIONS"}
+    for path in ("/v1/health", "/v1/model", f"/v1/images/{image_id}/image", "/", "/static/app.js"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == get.headers["content-type"]
+    refused = client.put(f"/v1/images/{image_id}")
+    assert_error(refused, 405, "method_not_allowed", "DELETE")
+    assert set(refused.headers["allow"].split(", ")) == {"GET", "HEAD", "DELETE", "OPTIONS"}
+    assert_error(client.options("/v1/nothing"), 404, "http_error")
+
+
+def test_security_headers_on_every_response(client: TestClient, image_id: str) -> None:
+    responses = [client.get("/"), client.get("/static/app.js"), client.get("/v1/health"),
+                 client.get(f"/v1/images/{image_id}/everything?format=png"), client.get("/v1/nothing"),
+                 client.post("/v1/images", content=b"x", headers={"Content-Type": "text/plain"}),
+                 client.get("/v1/health", headers={"Host": "elsewhere.example"})]
+    for response in responses:
+        assert response.headers["x-content-type-options"] == "nosniff"
+        policy = dict(p.strip().split(" ", 1) for p in response.headers["content-security-policy"].split(";"))
+        assert policy["frame-ancestors"] == "'none'" and policy["script-src"] == "'self'"
+        assert policy["default-src"] == "'none'" and response.headers["x-frame-options"] == "DENY"
+    page = responses[0].text
+    # The page satisfies the policy: its scripts and styles are files of its own, none inline.
+    assert "<script>" not in page and "style=" not in page and "<style" not in page
+    assert not re.search(r"\son[a-z]+\s*=", page, re.IGNORECASE)  # no inline event handlers
+
+
+def test_docs_are_off_and_openapi_states_what_a_prompt_needs(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+    document = client.get("/openapi.json").json()
+    body = document["paths"]["/v1/images/{image_id}/prompt"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert body["required"] and {"points", "boxes", "texts", "format"} <= set(schema["properties"])
+    assert schema["anyOf"] == [{"required": ["points"]}, {"required": ["boxes"]}, {"required": ["texts"]}]
+    assert "at least one" in schema["description"]
+
+
+def test_empty_texts_are_no_text_prompt_without_a_text_model() -> None:
+    with make_client() as client:
+        image_id = client.post("/v1/images", content=scene_png(), headers={"Content-Type": "image/png"}).json()[
+            "image_id"]
+        answer = client.post(f"/v1/images/{image_id}/prompt", json={"points": [[15, 10]], "texts": []})
+        assert answer.status_code == 200 and answer.json()["count"] == 1
+        assert np.array_equal(decode_rle(answer.json()["masks"][0]["rle"]), rect_mask(RECTS[0]))
+        assert_error(client.post(f"/v1/images/{image_id}/prompt", json={"texts": []}), 400, "invalid_input",
+                     "give points")
+        assert_error(client.post(f"/v1/images/{image_id}/prompt", json={"texts": ["red"]}), 501,
+                     "feature_unavailable")
+
+
+@pytest.mark.parametrize("width, height", [(8000, 6000), (20000, 20000), (100000, 100000)])
+def test_too_many_pixels_is_always_413(client: TestClient, width: int, height: int) -> None:
+    """48 MP is above the server's limit; 400 MP and 10 GP are above Pillow's decompression-bomb limit too."""
+    response = client.post("/v1/images", content=png_header(width, height), headers={"Content-Type": "image/png"})
+    assert_error(response, 413, "payload_too_large", "MP")
+    assert "bomb" not in response.text.lower() and "dos" not in response.text.lower()
+
+
+def test_prompt_body_is_limited_typed_and_parsed_safely() -> None:
+    with make_client(max_prompt_bytes=1000) as client:
+        image_id = client.post("/v1/images", content=scene_png(), headers={"Content-Type": "image/png"}).json()[
+            "image_id"]
+        url = f"/v1/images/{image_id}/prompt"
+        big = json.dumps({"points": [[1, 1]] * 200}).encode()
+        assert_error(client.post(url, content=big, headers={"Content-Type": "application/json"}), 413,
+                     "payload_too_large", "1000 bytes")
+
+        def chunks():  # no Content-Length: refused while it streams
+            yield big[:600]
+            yield big[600:]
+
+        assert_error(client.post(url, content=chunks(), headers={"Content-Type": "application/json"}), 413,
+                     "payload_too_large", "prompt body")
+        assert_error(client.post(url, content=b'{"points": [[15, 10]]}', headers={"Content-Type": "text/plain"}),
+                     415, "unsupported_media_type", "JSON")
+        with make_client(max_prompt_bytes=100_000) as roomy:
+            roomy_id = roomy.post("/v1/images", content=scene_png(), headers={"Content-Type": "image/png"}).json()[
+                "image_id"]
+            # Deeper than the JSON parser recurses: a clear 422, not a RecursionError.
+            deep = roomy.post(f"/v1/images/{roomy_id}/prompt", content=b"[" * 50_000 + b"]" * 50_000,
+                              headers={"Content-Type": "application/json"})
+        assert_error(deep, 422, "invalid_request", "not valid JSON")
+        ok = client.post(url, content=b'{"points": [[15, 10]]}', headers={"Content-Type": "application/json"})
+        assert ok.status_code == 200 and client.get("/v1/model").json()["limits"]["max_prompt_bytes"] == 1000
+
+
+def test_errors_name_no_memory_addresses_or_local_paths(client: TestClient) -> None:
+    from fastsam.serve.errors import public_message
+
+    response = client.post("/v1/images", content=b"GIF89a" + b"\0" * 40, headers={"Content-Type": "image/gif"})
+    assert response.status_code == 422 and "0x" not in response.text and "object at" not in response.text
+    garbage = client.post("/v1/images", content=b"\xff" * 64, headers={"Content-Type": "image/png"})
+    assert_error(garbage, 422, "image_read", "not a readable image")
+    assert "0x" not in garbage.text and "BytesIO" not in garbage.text
+    here = str(Path.cwd() / "models" / "m.pt")
+    scrubbed = public_message(f"cannot identify image file <_io.BytesIO object at 0x7f3a2b1c0d90> near {here}, "
+                              f"id 0xdeadbeef12")
+    assert "0x7f" not in scrubbed and "deadbeef" not in scrubbed and str(Path.cwd()) not in scrubbed
+    assert scrubbed.endswith("m.pt, id 0x…") and "the data" in scrubbed
+
+
+@pytest.mark.xfail(strict=False, reason="needs the shared image decoder's fix for thin images and bad TIFFs (issue "
+                                        "21 items 2-3, another helper's part); until it merges the pass raises a "
+                                        "non-fastsam error and the server answers 500")
+def test_thin_images_and_a_corrupt_tiff_are_not_server_errors(tiny_model) -> None:
+    from fastsam.inference.predictor import Predictor
+    from fastsam.model.zoo import load_model
+
+    predictor = Predictor(load_model(tiny_model), imgsz=64, conf=0.0, max_det=5)
+    thin = [np.full(shape, 90, np.uint8) for shape in ((2, 5000, 3), (5000, 2, 3))]
+    with TestClient(create_app(predictor), base_url=BASE_URL, raise_server_exceptions=False) as client:
+        for rgb in thin:
+            buffer = io.BytesIO()
+            Image.fromarray(rgb).save(buffer, "PNG")
+            response = client.post("/v1/images", content=buffer.getvalue(), headers={"Content-Type": "image/png"})
+            # Segmented (at least one pixel per side) or refused with a clear 4xx: either is a fix.
+            assert response.status_code == 200 or (400 <= response.status_code < 500 and
+                                                   response.json()["error"]["message"]), response.text
+        tiff = client.post("/v1/images", content=corrupt_tiff(), headers={"Content-Type": "image/tiff"})
+    assert len(corrupt_tiff()) == 332
+    assert_error(tiff, 422, "image_read")
+
+
+def test_cli_beyond_localhost_needs_a_token_or_an_explicit_opt_out(
+        tiny_model, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import argparse
+    import socket
+
+    import uvicorn
+
+    from fastsam.cli import main
+    from fastsam.serve.cli import register, serve_settings
+    from fastsam.serve.protocol import HeadTimeoutH11Protocol
+
+    started: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.update(app=app, **kwargs))
+    monkeypatch.delenv("FASTSAM_TOKEN", raising=False)
+    base = ["serve", "--model", str(tiny_model), "--imgsz", "64"]
+    assert main([*base, "--host", "0.0.0.0"]) == 2 and "--token" in capsys.readouterr().err and not started
+    assert main([*base, "--host", "192.168.1.5"]) == 2  # a specific address beyond loopback needs one too
+
+    assert main([*base, "--host", "0.0.0.0", "--token", "cli-token-1234", "--header-timeout", "3"]) == 0
+    settings = started["app"].state.settings
+    assert settings.token == "cli-token-1234" and socket.gethostname().lower() in settings.allowed_hosts
+    assert "localhost" in settings.allowed_hosts and settings.header_timeout == 3
+    assert issubclass(started["http"], HeadTimeoutH11Protocol) and started["http"].header_timeout == 3
+    assert "#token=" in capsys.readouterr().err
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+
+    def settings_for(*argv: str) -> ServeSettings:
+        return serve_settings(parser.parse_args(["serve", *argv]))
+
+    monkeypatch.setenv("FASTSAM_TOKEN", "env-token-5678")
+    settings = settings_for("--host", "10.0.0.7", "--allowed-hosts", "seg.lan, 10.0.0.7")
+    assert settings.token == "env-token-5678" and settings.allowed_hosts == ("seg.lan", "10.0.0.7")
+    assert settings_for("--host", "10.0.0.7").allowed_hosts == ("localhost", "127.0.0.1", "::1", "10.0.0.7")
+    monkeypatch.delenv("FASTSAM_TOKEN")
+    assert settings_for("--host", "0.0.0.0", "--no-token").token is None
+    local = settings_for()  # localhost: a token is optional
+    assert local.token is None and local.allowed_hosts == ("localhost", "127.0.0.1", "::1")
+    assert settings_for("--allowed-origins", "http://a.example:1,https://B.example").allowed_origins == (
+        "http://a.example:1", "https://b.example")
+
+
+def test_new_settings_are_validated() -> None:
+    for kwargs, words in [({"max_prompt_bytes": 0}, "max_prompt_bytes"), ({"header_timeout": 0}, "header_timeout"),
+                          ({"body_timeout": float("inf")}, "body_timeout"), ({"allowed_hosts": ()}, "allowed_hosts"),
+                          ({"allowed_hosts": "localhost"}, "allowed_hosts"), ({"token": "short"}, "token"),
+                          ({"token": "has a space in it"}, "token")]:
+        with pytest.raises(InvalidInputError, match=words):
+            ServeSettings(**kwargs)
+    assert ServeSettings(allowed_hosts=("LocalHost:8000", "[::1]")).allowed_hosts == ("localhost", "::1")
+
+
+def test_a_bug_in_a_pass_is_a_json_500_that_tells_nothing() -> None:
+    def buggy(data: bytes) -> SegmentationResult:
+        raise RuntimeError(f"internal state at {hex(id(data))} in /opt/secret/place")
+
+    with TestClient(create_app(buggy), base_url=BASE_URL, raise_server_exceptions=False) as client:
+        response = client.post("/v1/images", content=scene_png(), headers={"Content-Type": "image/png"})
+        assert client.get("/v1/health").json()["queue"]["in_flight"] == 0
+    assert_error(response, 500, "internal", "server log")
+    assert "secret" not in response.text and "0x" not in response.text

@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -22,6 +19,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 from fastsam.serve import ServeSettings, create_app  # noqa: E402
 from tests.test_serve import RECTS, RectangleBackend, rect_mask, scene_png  # noqa: E402
+from tests.test_serve_http import serving  # noqa: E402
 
 CHROMIUM = os.environ.get("FASTSAM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -30,31 +28,6 @@ H, W = 128, 160
 
 pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)),
                                 reason=f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a background thread on a free loopback port; yields its base URL."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @contextmanager
@@ -103,6 +76,8 @@ def test_page_uploads_shows_everything_and_draws_prompted_masks(tmp_path: Path) 
     with serving(create_app(RectangleBackend(), ServeSettings())) as url, browser_page() as page:
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # A Content-Security-Policy violation is not a page error: Chromium reports it on the console.
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         open_image(page, url, image)
         assert np.array_equal(overlay_alpha(page) > 0, red | green)  # everything mode: both instances
 
@@ -151,6 +126,30 @@ def test_page_shows_api_errors_in_the_status_line(tmp_path: Path) -> None:
         page.set_input_files("#file", str(bad))
         page.wait_for_function("() => document.body.dataset.state === 'error'", timeout=20000)
         assert "not a readable image" in page.inner_text("#status")
+
+
+def test_page_sends_the_token_from_its_address_under_the_security_policy(tmp_path: Path) -> None:
+    image = tmp_path / "scene.png"
+    image.write_bytes(scene_png(H, W))
+    token = "browser-token-42"
+    with serving(create_app(RectangleBackend(), ServeSettings(token=token))) as url, browser_page() as page:
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
+        page.goto(url)  # without the token: the API refuses, the page says how to give it
+        page.set_input_files("#file", str(image))
+        page.wait_for_function("() => document.body.dataset.state === 'error'", timeout=20000)
+        assert "#token=" in page.inner_text("#status")
+        page.goto("about:blank")  # so that the next address is a new document, not a fragment change
+        response = page.goto(f"{url}/#token={token}")
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert page.evaluate("() => window.location.hash") == ""  # taken out of the address bar
+        page.set_input_files("#file", str(image))
+        wait_for(page, "s.imageId !== null && s.shown === 'everything'", timeout_ms=60000)
+        page.mouse.click(*screen_point(page, 55, 45))
+        wait_for(page, "s.shown === 'prompt' && s.maskCount === 1")
+        assert np.array_equal(overlay_alpha(page) > 0, rect_mask(RECTS[1], H, W))
+    # The refused requests (401) are the only console errors: nothing was blocked by the policy.
+    assert not [m for m in console if "401" not in m], console
 
 
 @pytest.mark.skipif(not os.environ.get("FASTSAM_SLOW_TESTS"),

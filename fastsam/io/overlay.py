@@ -77,15 +77,18 @@ def _check_image(image: object, size: tuple[int, int] | None) -> np.ndarray:
 
 
 def _colors(count: int, color: object, seed: object) -> np.ndarray:
-    """(count, 3) uint8 RGB: the fixed ``color`` for all, or random per mask from ``seed``."""
+    """(count, 3) uint8 RGB: the fixed ``color`` for all (or a (count, 3) array, one per mask), or random per
+    mask from ``seed``."""
     if color is not None:
         try:
             fixed = np.asarray(color, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"color must be three numbers in [0, 255], got {color!r:.80}") from exc
-        if fixed.shape != (3,) or not np.isfinite(fixed).all() or (fixed < 0).any() or (fixed > 255).any():
-            raise InvalidInputError(f"color must be three numbers (R, G, B) in [0, 255], got {color!r:.80}")
-        return np.tile(np.round(fixed).astype(np.uint8), (count, 1))
+        if fixed.shape not in ((3,), (count, 3)) or not np.isfinite(fixed).all() or (fixed < 0).any() \
+                or (fixed > 255).any():
+            raise InvalidInputError(f"color must be three numbers (R, G, B) in [0, 255], or one such triple per "
+                                    f"mask, got {color!r:.80}")
+        return np.broadcast_to(np.round(fixed).astype(np.uint8), (count, 3))
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise InvalidInputError(f"seed must be a non-negative integer or None, got {seed!r:.80}")
     return np.random.default_rng(seed).integers(0, 256, size=(count, 3), dtype=np.uint8)
@@ -126,10 +129,11 @@ def draw_overlay(image: np.ndarray | None, masks: MaskSource, points: object = N
     """Masks (and prompts) drawn over ``image``; returns a new (H, W, 3) uint8 RGB array.
 
     image: (H, W, 3) uint8 RGB of the masks' size (None takes ``masks.image`` of a SegmentationResult).
-    Each mask gets a random colour from ``seed`` (or the fixed RGB ``color``) blended at ``alpha``; where
-    masks overlap the smallest is shown. contours: outline every mask in blue; clean_edges: morphological
-    close (3x3) then open (8x8) of each mask first. points: (P, 2) (x, y) pixels with labels (P,) 1
-    foreground (yellow) / 0 background (magenta); boxes: (M, 4) xyxy pixels drawn as blue rectangles.
+    Each mask gets a random colour from ``seed`` (or the fixed RGB ``color``, or ``color[k]`` for mask k when
+    it is a (K, 3) array) blended at ``alpha``; where masks overlap the smallest is shown. contours: outline
+    every mask in blue; clean_edges: morphological close (3x3) then open (8x8) of each mask first. points:
+    (P, 2) (x, y) pixels with labels (P,) 1 foreground (yellow) / 0 background (magenta); boxes: (M, 4) xyxy
+    pixels drawn as blue rectangles.
     """
     if image is None:
         image = getattr(masks, "image", None)

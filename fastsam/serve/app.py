@@ -3,11 +3,14 @@
 ``create_app(backend, settings, text_model)`` builds it around a :class:`~fastsam.inference.predictor.Predictor`
 (or a model, or any callable bytes -> SegmentationResult, which is how tests inject a slow fake). All-instance
 passes run in :class:`~fastsam.serve.worker.SegmentationWorker`; prompts on cached results run in the
-request thread pool, so they never wait behind a pass.
+request thread pool, so they never wait behind a pass. Every request first passes
+:class:`~fastsam.serve.guard.RequestGuard` (Host, Origin, token, security headers); bodies are read with a size
+limit and a deadline while they stream, and parsed off the event loop.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -29,10 +32,12 @@ from fastsam.prompts.text import ImageTextScorer, resolve_scorer
 from fastsam.result import SegmentationResult
 from fastsam.serve import schemas
 from fastsam.serve.cache import ResultCache
-from fastsam.serve.errors import FeatureUnavailableError, error_code, http_status
+from fastsam.serve.errors import (ClientGoneError, FeatureUnavailableError, UnsupportedMediaTypeError, error_code,
+                                  http_status)
+from fastsam.serve.guard import RequestGuard, error_response
 from fastsam.serve.render import selection_response
 from fastsam.serve.settings import ServeSettings
-from fastsam.serve.upload import check_image_header, read_upload
+from fastsam.serve.upload import check_image_header, read_limited, read_upload
 from fastsam.serve.worker import SegmentationWorker
 
 API = "/v1"
@@ -40,31 +45,33 @@ STATIC = resources.files("fastsam.serve") / "static"
 IMAGE_ID = Path(pattern="^[0-9a-f]{64}$", description="SHA-256 of the uploaded bytes (from POST /v1/images)")
 FORMAT = Query("rle", description=schemas.FORMAT_HELP)
 FILE_NAME = Query(None, max_length=255, description="the image's file name in COCO output")
-ERRORS = {status: {"model": schemas.ErrorOut} for status in (400, 404, 413, 415, 422, 501, 503)}
+ERRORS = {status: {"model": schemas.ErrorOut} for status in (400, 401, 403, 404, 408, 413, 415, 422, 501, 503)}
+PROMPT_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": schemas.PromptRequest.model_json_schema()}}}}
+logger = logging.getLogger("uvicorn.error")  # the server's log
 
 Backend = Union[Predictor, YoloV8Seg, Callable[[bytes], SegmentationResult]]
 
 
-def _error(status: int, code: str, message: str, details: list | None = None,
-           headers: dict | None = None) -> JSONResponse:
-    body = {"error": {"code": code, "message": message}}
-    if details is not None:
-        body["error"]["details"] = details
-    return JSONResponse(body, status_code=status, headers=headers)
+def _public_name(name: str) -> str:
+    """A model or text model name as clients see it: a zoo or hub id as is, a local file or folder by its last
+    part only (its path would tell a remote client about this machine)."""
+    return os.path.basename(os.path.normpath(name)) if os.path.isabs(name) or os.path.exists(name) else name
 
 
 def _model_info(predictor: Any, settings: ServeSettings, text_model: ImageTextScorer | None) -> dict:
     cfg = getattr(getattr(predictor, "model", None), "cfg", None)
     return {
-        "name": settings.model_name,
+        "name": _public_name(settings.model_name),
         "architecture": asdict(cfg) if cfg is not None else None,
         "imgsz": int(getattr(predictor, "imgsz", 0)), "conf": float(getattr(predictor, "conf", 0.0)),
         "iou": float(getattr(predictor, "iou", 0.0)), "max_det": int(getattr(predictor, "max_det", 0)),
         "retina": bool(getattr(predictor, "retina", True)), "device": str(getattr(predictor, "device", "cpu")),
         "text_prompts": text_model is not None,
         "text_model": None if text_model is None
-        else str(getattr(text_model, "source", None) or type(text_model).__name__),
+        else _public_name(str(getattr(text_model, "source", None) or type(text_model).__name__)),
         "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
+                   "max_prompt_bytes": settings.max_prompt_bytes,
                    "max_prompts": settings.max_prompts, "cache_bytes": settings.cache_bytes,
                    "workers": settings.workers, "queue_size": settings.queue_size},
     }
@@ -100,27 +107,45 @@ def create_app(backend: Backend, settings: ServeSettings | None = None,
         yield
         worker.close()
 
-    app = FastAPI(title="fastsam", version="1", lifespan=lifespan, responses=ERRORS,
+    # /docs and /redoc would load their scripts from CDNs: off; the document itself stays at /openapi.json.
+    app = FastAPI(title="fastsam", version="1", lifespan=lifespan, responses=ERRORS, docs_url=None, redoc_url=None,
                   description="FastSAM segmentation service: upload an image once (the all-instance pass runs "
                               "once and is cached), then prompt it with points, boxes or texts as often as you "
-                              "like. Errors are JSON: {\"error\": {\"code\", \"message\"}}.")
+                              "like. Errors are JSON: {\"error\": {\"code\", \"message\"}}. With a token "
+                              "(--token), /v1 requests but the health check need 'Authorization: Bearer <token>'.")
     app.state.settings, app.state.cache, app.state.worker = settings, cache, worker
+    app.add_middleware(RequestGuard, settings=settings)
 
     @app.exception_handler(FastSAMError)
     async def _user_error(_: Request, exc: FastSAMError) -> JSONResponse:
         status = http_status(exc)
-        return _error(status, error_code(exc), str(exc), headers={"Retry-After": "2"} if status == 503 else None)
+        headers = {"Retry-After": "2"} if status == 503 else None
+        if status in (408, 413):  # the rest of the body is unread: close the connection instead of draining it
+            headers = {"Connection": "close"}
+        return error_response(status, error_code(exc), str(exc), headers=headers)
+
+    @app.exception_handler(ClientGoneError)
+    async def _client_gone(request: Request, exc: ClientGoneError) -> Response:
+        # Nobody reads the answer; one line in the log instead of a traceback.
+        client = "%s:%d" % tuple(request.client) if request.client else "a client"
+        logger.warning("%s - %s %s: %s", client, request.method, request.url.path, exc)
+        return Response(status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the server log (the error middleware re-raises); the client learns nothing of it.
+        return error_response(500, "internal", "internal error; the server log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
-        return _error(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], details)
+        return error_response(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http_error", str(exc.detail), headers=getattr(exc, "headers", None))
+        return error_response(exc.status_code, "http_error", str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -146,7 +171,7 @@ def create_app(backend: Backend, settings: ServeSettings | None = None,
                                         "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
     async def upload(request: Request) -> dict:
         """Upload an image; the all-instance pass runs once (the same bytes again reuse it). Returns its id."""
-        data = await read_upload(request, settings.max_upload_bytes)
+        data = await read_upload(request, settings.max_upload_bytes, settings.body_timeout)
         check_image_header(data, settings.max_pixels)
         entry, reused = await worker.segment(data)
         return _image_out(entry, reused)
@@ -186,13 +211,21 @@ def create_app(backend: Backend, settings: ServeSettings | None = None,
         return await run_in_threadpool(
             lambda: selection_response(entry.result.everything(), image_id, format, file_name))
 
-    @app.post(f"{API}/images/{{image_id}}/prompt", tags=["masks"],
+    @app.post(f"{API}/images/{{image_id}}/prompt", tags=["masks"], openapi_extra=PROMPT_BODY,
               responses={200: {"content": {"application/json": {}, "image/png": {}}}})
-    async def prompt(body: schemas.PromptRequest, image_id: str = IMAGE_ID,
-                     file_name: Optional[str] = FILE_NAME) -> Response:
-        """Masks selected by points (one merged mask, or one per point), boxes (one each) and texts."""
+    async def prompt(request: Request, image_id: str = IMAGE_ID, file_name: Optional[str] = FILE_NAME) -> Response:
+        """Masks selected by points (one merged mask, or one per point), boxes (one each) and texts; a request
+        needs at least one of points, boxes or texts. The JSON body is limited to max_prompt_bytes."""
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            raise UnsupportedMediaTypeError(f"content type {content_type!r} is not JSON; send the prompt as "
+                                            f"application/json")
+        raw = await read_limited(request, settings.max_prompt_bytes, settings.body_timeout, what="prompt body")
+        body = await run_in_threadpool(schemas.parse_prompt, raw)
         entry = cache.get(image_id)
         _check_prompt_sizes(body, settings)
+        if not body.texts:  # [] is no text prompt, whether or not a text model is configured
+            body.texts = None
         if body.texts is not None and scorer is None:
             raise FeatureUnavailableError("text prompts need a text model; start the server with --text-model")
         if body.texts is None and any(v is not None for v in (body.text_mode, body.text_top_k, body.text_threshold)):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MaskFormat = Literal["rle", "polygons", "coco", "png", "labels"]
 FORMAT_HELP = ("rle: JSON, each mask as COCO compressed RLE; polygons: JSON, each mask as outer contours; "
@@ -14,9 +16,11 @@ FORMAT_HELP = ("rle: JSON, each mask as COCO compressed RLE; polygons: JSON, eac
 
 
 class PromptRequest(BaseModel):
-    """Points, boxes and/or texts selecting masks of an uploaded image. Coordinates are image pixels."""
+    """Points, boxes and/or texts selecting masks of an uploaded image; at least one of them is needed (an empty
+    ``texts`` list counts as none). Coordinates are image pixels."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["points"]}, {"required": ["boxes"]}, {"required": ["texts"]}]})
 
     points: Optional[list[tuple[float, float]]] = Field(None, description="(x, y) pixels", examples=[[[289, 185]]])
     labels: Optional[list[int]] = Field(None, description="1 foreground / 0 background, one per point (default 1)")
@@ -27,6 +31,24 @@ class PromptRequest(BaseModel):
     text_top_k: Optional[int] = Field(None, ge=1)
     text_threshold: Optional[float] = None
     format: MaskFormat = Field("rle", description=FORMAT_HELP)
+
+
+def parse_prompt(body: bytes) -> PromptRequest:
+    """A prompt request from its JSON body; :class:`RequestValidationError` (422) when it is not one.
+
+    NaN and infinities parse (the prompt checks refuse them with a clearer message than JSON syntax would).
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        where = f" at character {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",),
+                                       "msg": f"the body is not valid JSON{where}"}]) from None
+    try:
+        return PromptRequest.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
+                                      for e in exc.errors(include_url=False, include_input=False)]) from None
 
 
 class RLE(BaseModel):

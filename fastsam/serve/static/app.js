@@ -37,8 +37,25 @@ async function errorMessage(response) {
   }
 }
 
+// A server started with --token needs it on every API request: open the page as /#token=TOKEN once; the token is
+// kept for this tab only and taken out of the address bar (a fragment never reaches the server or its logs).
+const TOKEN_KEY = "fastsam-token";
+{
+  const match = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
+  if (match) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+}
+
 async function api(path, options) {
-  const response = await fetch(API + path, options);
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const request = { ...(options || {}) };
+  if (token) request.headers = { ...(request.headers || {}), Authorization: `Bearer ${token}` };
+  const response = await fetch(API + path, request);
+  if (response.status === 401) {
+    throw new Error("This server needs its API token: open the page as /#token=YOUR_TOKEN.");
+  }
   if (!response.ok) throw new Error(await errorMessage(response));
   return response;
 }
