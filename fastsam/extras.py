@@ -1,5 +1,5 @@
-"""Optional dependencies: which ``pip install 'fastsam[EXTRA]'`` brings which package, and the error that says
-so. Optional packages are imported lazily, where a feature needs them, through :func:`import_optional`."""
+"""Optional dependencies: which ``pip install "fastsam-torch[EXTRA]"`` brings which package, and the error that
+says so. Optional packages are imported lazily, where a feature needs them, through :func:`import_optional`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from types import ModuleType
 
 from fastsam.errors import MissingDependencyError
 
+DISTRIBUTION = "fastsam-torch"  # the name on PyPI (the import name is fastsam)
+
 #: Top-level import names each extra of pyproject.toml provides (kept in step by tests/test_cli.py).
 EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
     "text": ("transformers",),
@@ -17,6 +19,7 @@ EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "multipart", "python_multipart"),
     "train": ("matplotlib", "scipy"),
     "eval": ("scipy",),
+    "compat": ("supervision",),
     "test": ("pytest", "httpx", "playwright"),
 }
 
@@ -33,9 +36,14 @@ def extra_for(package: str, command: str | None = None) -> str | None:
     return preferred if preferred in extras else (extras[0] if extras else None)
 
 
+def install_hint(extra: str) -> str:
+    """The command that installs an extra, e.g. ``pip install "fastsam-torch[onnx]"``."""
+    return f'pip install "{DISTRIBUTION}[{extra}]"'
+
+
 def _missing(package: str, extra: str, purpose: str) -> MissingDependencyError:
     return MissingDependencyError(f"{purpose} needs the '{package}' package, which is not installed: "
-                                  f"pip install 'fastsam[{extra}]'")
+                                  f"{install_hint(extra)}")
 
 
 def missing_dependency(exc: ImportError, purpose: str, command: str | None = None) -> MissingDependencyError | None:

@@ -330,7 +330,7 @@ def test_bench_edges_without_scipy_names_the_extra(tmp_path, monkeypatch, capsys
     code = main(["bench", "edges", str(tmp_path / "bsds"), "--method", "canny", "--out", str(tmp_path / "out"),
                  "--quiet"])
     assert code == 2
-    assert "pip install 'fastsam[eval]'" in capsys.readouterr().err
+    assert 'pip install "fastsam-torch[eval]"' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("error, command, extra", [
@@ -347,7 +347,7 @@ def test_any_missing_optional_package_names_its_extra(tmp_path, monkeypatch, cap
     monkeypatch.setattr(eval_cli, "_report", report)
     assert main(["bench", "report", str(tmp_path), "--out", str(tmp_path / "r.md")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"fastsam: error: fastsam {command} needs") and f"pip install 'fastsam[{extra}]'" in err
+    assert err.startswith(f"fastsam: error: fastsam {command} needs") and f'pip install "fastsam-torch[{extra}]"' in err
 
 
 def test_missing_module_of_no_extra_is_a_bug_not_a_user_error(tmp_path, monkeypatch):
@@ -363,13 +363,14 @@ def test_missing_module_of_no_extra_is_a_bug_not_a_user_error(tmp_path, monkeypa
 
 def test_extra_packages_match_pyproject():
     tomllib = pytest.importorskip("tomllib")
-    from fastsam.extras import EXTRA_PACKAGES
+    from fastsam.extras import DISTRIBUTION, EXTRA_PACKAGES
 
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["name"] == DISTRIBUTION  # what the install hints name
     import_names = {"python-multipart": "multipart"}
-    for extra, requirements in extras.items():
+    for extra, requirements in project["optional-dependencies"].items():
         for requirement in requirements:
             dist = requirement.split(">")[0].split("[")[0].split("=")[0].strip().lower()
-            if dist == "fastsam":
+            if dist == DISTRIBUTION:
                 continue
             assert import_names.get(dist, dist.replace("-", "_")) in EXTRA_PACKAGES[extra], (extra, dist)

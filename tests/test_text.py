@@ -400,7 +400,7 @@ def test_hub_unreachable_without_local_copy(scene, monkeypatch):
 def test_missing_transformers(scene, tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "transformers", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'fastsam\[text\]'"):
+    with pytest.raises(MissingDependencyError, match=r'pip install "fastsam-torch\[text\]"'):
         scene.prompt(texts="a dog", text_model=tmp_path)
 
 

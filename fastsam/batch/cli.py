@@ -25,7 +25,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='per-image prompts, one JSON object per line: {"file": KEY, "points": [[x, y], ...], '
                              '"labels": [1, ...], "boxes": [[x1, y1, x2, y2], ...], "per_point": false}')
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="local processes, or a Ray cluster (Ray Data; pip install 'fastsam[ray]')")
+                        help='local processes, or a Ray cluster (Ray Data; pip install "fastsam-torch[ray]")')
     parser.add_argument("--workers", type=int, default=None,
                         help="model replicas: local processes (default: one per core up to 8 on a CPU, 1 on a "
                              "GPU; 1 runs in this process) or Ray actors (default: the cluster's CPUs / --threads, "

@@ -25,6 +25,7 @@ from fastsam.batch.job import Job, Settings, WorkItem
 from fastsam.batch.local import Progress, ShardSink
 from fastsam.batch.pipeline import Outcome, build_predictor, run_items
 from fastsam.errors import InvalidInputError
+from fastsam.extras import install_hint
 
 #: Inputs per Ray dataset: the driver holds one window of work items; each window starts a fresh actor pool.
 DEFAULT_WINDOW = 8192
@@ -45,7 +46,7 @@ def import_ray(local: bool = True) -> Any:
         import ray.data  # noqa: F401  (needs the 'data' extra: pandas, pyarrow)
     except ImportError as exc:
         raise InvalidInputError(f"--engine ray needs Ray Data ({exc.name or exc} is missing); install it with "
-                                "pip install 'fastsam[ray]' (or pip install 'ray[data]')") from None
+                                f"{install_hint('ray')} (or pip install 'ray[data]')") from None
     return ray
 
 

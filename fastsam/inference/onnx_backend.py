@@ -5,7 +5,7 @@ every prompt) as with the PyTorch model::
     from fastsam.inference.onnx_backend import OnnxBackend
     predictor = Predictor(OnnxBackend("FastSAM-s.onnx"))
 
-Needs ``onnxruntime`` (``pip install 'fastsam[onnx]'``); ``onnx`` is not needed to run a file.
+Needs ``onnxruntime`` (``pip install "fastsam-torch[onnx]"``); ``onnx`` is not needed to run a file.
 """
 
 from __future__ import annotations

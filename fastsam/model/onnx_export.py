@@ -7,7 +7,7 @@ is computed from the feature-map shapes inside the graph, so one file serves eve
 config travels in the file's ``metadata_props`` (``fastsam_config``, JSON) so a backend knows ``num_classes``.
 
 Needs the optional dependencies ``onnx`` (export) and ``onnxruntime`` (verification and quantization):
-``pip install 'fastsam[onnx]'``.
+``pip install "fastsam-torch[onnx]"``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from fastsam.errors import CheckpointError, FastSAMError, InvalidInputError
+from fastsam.extras import install_hint
 from fastsam.model.yolov8_seg import YoloV8Seg
 
 INPUT_NAME = "images"
@@ -53,7 +54,7 @@ def require(module: str):
         return __import__(module, fromlist=["_"])
     except ImportError as exc:
         raise OnnxUnavailableError(
-            f"{module} is not installed; ONNX support needs `pip install 'fastsam[onnx]'` "
+            f"{module} is not installed; ONNX support needs `{install_hint('onnx')}` "
             "(onnx, onnxruntime, onnxscript)"
         ) from exc
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Sequence, runtime_c
 import numpy as np
 
 from fastsam.errors import FastSAMError, InvalidInputError, MissingDependencyError, ModelNotFoundError
+from fastsam.extras import install_hint
 from fastsam.prompts.selection import Selection
 from fastsam.rle import RunLengthMask
 
@@ -204,7 +205,7 @@ def _import_transformers() -> Any:
         import transformers
     except ImportError as exc:
         raise MissingDependencyError(
-            "text prompts need the 'transformers' package: pip install 'fastsam[text]' (or pip install "
+            f"text prompts need the 'transformers' package: {install_hint('text')} (or pip install "
             "transformers)") from exc
     return transformers
 
