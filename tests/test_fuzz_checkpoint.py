@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastsam.model import YoloV8Seg, YoloV8SegConfig
-from tests.test_checkpoint import _as_ultralytics
+from fastsam.model import YoloV8Seg
+from tests.test_checkpoint import SMALL_CONFIG, _as_ultralytics
 
 REPO = Path(__file__).resolve().parents[1]
 MUTATIONS = 150
@@ -109,10 +109,8 @@ print(json.dumps({"outcomes": outcomes, "escaped": escaped, "slowest": slowest, 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs RLIMIT_AS to contain the allocations")
 def test_mutated_checkpoints_fail_cleanly_within_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
-    config = YoloV8SegConfig(widths=(8, 8, 16, 16, 16), depths=(1, 1, 1, 1), neck_depth=1, reg_max=4, num_masks=8,
-                             proto_channels=8)
     source = tmp_path / "small.pt"
-    torch.save(_as_ultralytics(YoloV8Seg(config).eval(), monkeypatch), source)
+    torch.save(_as_ultralytics(YoloV8Seg(SMALL_CONFIG).eval(), monkeypatch), source)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", _CHILD, str(source), str(tmp_path), str(MUTATIONS)],
                           capture_output=True, text=True, env=env, timeout=300)
