@@ -32,8 +32,9 @@ from fastsam.errors import CheckpointError, UnsafeCheckpointError
 STUB_MODULE_PREFIXES = ("ultralytics.", "torch.nn.modules.", "models.")
 
 #: Largest ``data.pkl`` read, in bytes. YOLOv8 checkpoints hold 0.1-0.3 MB of pickle (their tensors are separate
-#: members); the pure-Python unpickler takes seconds per ten megabytes, so a large one is refused unread.
-MAX_PICKLE_BYTES = 16 << 20
+#: members); the pure-Python unpickler needs about a second and 75 MB per megabyte of the worst opcodes, so a larger
+#: one is refused unread.
+MAX_PICKLE_BYTES = 4 << 20
 #: Largest total of tensor storage, in bytes (YOLOv8x-seg in fp32 needs about 0.3 GB).
 MAX_TENSOR_BYTES = 2 << 30
 
