@@ -238,7 +238,7 @@ def test_one_job_per_output_folder(tmp_path):
     first, second = OutputFolder(tmp_path), OutputFolder(tmp_path)
     first.lock()
     try:
-        with pytest.raises(InvalidInputError, match="another fastsam batch job"):
+        with pytest.raises(InvalidInputError, match="another fastsam job"):
             second.lock()
     finally:
         first.unlock()

@@ -674,9 +674,6 @@ def test_errors_name_no_memory_addresses_or_local_paths(client: TestClient) -> N
     assert scrubbed.endswith("m.pt, id 0x…") and "the data" in scrubbed
 
 
-@pytest.mark.xfail(strict=False, reason="needs the shared image decoder's fix for thin images and bad TIFFs (issue "
-                                        "21 items 2-3, another helper's part); until it merges the pass raises a "
-                                        "non-fastsam error and the server answers 500")
 def test_thin_images_and_a_corrupt_tiff_are_not_server_errors(tiny_model) -> None:
     from fastsam.inference.predictor import Predictor
     from fastsam.model.zoo import load_model

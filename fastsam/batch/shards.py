@@ -127,7 +127,7 @@ class OutputFolder:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise InvalidInputError(f"another fastsam batch job is writing to {self.root}; wait for it to end "
+                raise InvalidInputError(f"another fastsam job is writing to {self.root}; wait for it to end "
                                         "or choose another output folder") from None
             raise
         self._lock_fd = fd

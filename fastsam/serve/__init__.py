@@ -1,7 +1,7 @@
 """``fastsam serve``: an HTTP API and a web page that segment an image once and answer prompts from the cache.
 
 ``create_app(backend, settings, text_model)`` builds the FastAPI application (see :mod:`fastsam.serve.app`);
-``ServeSettings`` holds its limits. FastAPI and uvicorn come with ``pip install 'fastsam[serve]'``.
+``ServeSettings`` holds its limits. FastAPI and uvicorn come with ``pip install "fastsam-torch[serve]"``.
 """
 
 from fastsam.serve.settings import ServeSettings

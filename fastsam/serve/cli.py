@@ -112,9 +112,10 @@ def run(args: argparse.Namespace) -> int:
         from fastsam.serve.app import create_app
         from fastsam.serve.protocol import uvicorn_options
     except ImportError as exc:
-        from fastsam.prompts.text import MissingDependencyError
+        from fastsam.errors import MissingDependencyError
+        from fastsam.extras import install_hint
 
-        raise MissingDependencyError(f"fastsam serve needs FastAPI and uvicorn: pip install 'fastsam[serve]' "
+        raise MissingDependencyError(f"fastsam serve needs FastAPI and uvicorn: {install_hint('serve')} "
                                      f"({exc})") from exc
     from fastsam.inference.predictor import Predictor
     from fastsam.model.zoo import load_model
