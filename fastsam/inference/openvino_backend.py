@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from fastsam.errors import CheckpointError, FastSAMError, InvalidInputError
+from fastsam.inference.predictor import check_network_input
 from fastsam.model.config import YoloV8SegConfig
 from fastsam.model.onnx_export import (
     CONFIG_KEY, INPUT_NAME, OUTPUT_NAMES, QUANT_KEY, STRIDE, _model_metadata, compare_with_torch,
-    letterboxed_calibration,
+    letterboxed_calibration, require,
 )
 from fastsam.model.yolov8_seg import YoloV8Seg
 
@@ -50,7 +51,7 @@ _INFERENCE_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 # What the CPU plugin must list in OPTIMIZATION_CAPABILITIES for a precision to run natively.
 _CAPABILITY = {"bf16": "BF16", "int8": "INT8"}
 _RT_SECTION = "framework"  # where OpenVINO's ONNX reader puts metadata_props: one place for both sources
-_CONVERT_SIZE = (640, 640)  # the example input of the conversion; the IR's height and width stay dynamic
+_TRACE_SIZE = (64, 96)  # the example input traced (small: cheap); the IR's batch, height and width stay dynamic
 
 
 class OpenVinoUnavailableError(FastSAMError):
@@ -62,12 +63,7 @@ class PrecisionUnsupportedError(InvalidInputError):
 
 
 def _require(module: str):
-    try:
-        return __import__(module, fromlist=["_"])
-    except ImportError as exc:
-        raise OpenVinoUnavailableError(
-            f"{module} is not installed; the OpenVINO backend needs `pip install 'fastsam[openvino]'` "
-            "(openvino, nncf)") from exc
+    return require(module, "openvino", OpenVinoUnavailableError)
 
 
 def check_openvino_precision(precision: object, core=None) -> str:
@@ -93,15 +89,18 @@ def convert_network(model: YoloV8Seg, verify: bool = True):
     """``model`` (batch norms folded, on a copy) as an ``openvino.Model``: input ``images`` (B, 3, H, W) with B,
     H and W dynamic, outputs ``predictions`` and ``protos`` as in :mod:`fastsam.model.onnx_export`, the model
     config in the IR's rt_info. ``verify``: compile it in f32 and compare with torch at two input sizes
-    (raises :class:`~fastsam.model.onnx_export.OnnxExportError` on disagreement). Takes 10-30 s (tracing)."""
+    (raises :class:`~fastsam.model.onnx_export.OnnxExportError` on disagreement). A few seconds."""
     if not isinstance(model, YoloV8Seg):
         raise InvalidInputError(f"convert_network needs a YoloV8Seg model, got {type(model).__name__}")
     ov = _require("openvino")
     fused = copy.deepcopy(model).float().cpu().eval().fuse()
-    sample = torch.rand(1, 3, *_CONVERT_SIZE, generator=torch.Generator().manual_seed(0))
-    with warnings.catch_warnings(), torch.inference_mode():
+    sample = torch.rand(1, 3, *_TRACE_SIZE, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's warnings about shape arithmetic are expected
-        network = ov.convert_model(fused, example_input=sample, input=[(-1, 3, -1, -1)])
+        # Traced here without the tracer's own check (three more forward passes: 4/5 of convert_model's time);
+        # ``verify`` compares the converted network with torch instead, at other sizes.
+        traced = torch.jit.trace(fused, sample, check_trace=False)
+        network = ov.convert_model(traced, example_input=sample, input=[(-1, 3, -1, -1)])
     network.inputs[0].get_tensor().set_names({INPUT_NAME})
     for output, name in zip(network.outputs, OUTPUT_NAMES):
         output.get_tensor().set_names({name})
@@ -155,8 +154,10 @@ def quantize_network(network, calibration_images: Iterable, imgsz: int = 1024, k
     ignored = nncf.IgnoredScope(names=output_layers(network), validate=False) if keep_outputs else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # Full bias correction (not the fast one): slower to quantise, and measured better masks on trained
+        # weights (n84 on sa_8776: matched IoU 0.89 -> 0.94; fastsam-default on dogs.jpg 0.93 -> 0.95).
         quantized = nncf.quantize(network, nncf.Dataset(inputs), preset=nncf.QuantizationPreset.MIXED,
-                                  subset_size=len(inputs), ignored_scope=ignored)
+                                  subset_size=len(inputs), ignored_scope=ignored, fast_bias_correction=False)
     quantized.set_rt_info(f"int8 (NNCF, {len(inputs)} calibration images, imgsz {imgsz})", [_RT_SECTION, QUANT_KEY])
     return quantized
 
@@ -248,11 +249,7 @@ class OpenVinoBackend:
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) float RGB in [0, 1], H and W multiples of 32 -> (predictions (B, 4 + nc + nm, A),
         protos (B, nm, H/4, W/4)) as float32 CPU tensors."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise InvalidInputError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-        h, w = int(images.shape[2]), int(images.shape[3])
-        if h % STRIDE or w % STRIDE:
-            raise InvalidInputError(f"image height and width must be multiples of {STRIDE}, got {h}x{w}")
+        check_network_input(images)
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
@@ -329,20 +326,3 @@ def openvino_backend_for(model: str | Path, precision: str = "fp32", calibration
             save_ir(quantize_network(network, calibration, imgsz), target)
     return OpenVinoBackend(target, precision=precision, threads=threads, cache_dir=target.parent / "compiled")
 
-
-def export_openvino(model: YoloV8Seg, path: str | Path, precision: str = "fp32",
-                    calibration_images: Sequence | None = None, imgsz: int = 1024) -> Path:
-    """Write ``model`` as OpenVINO IR (``path`` .xml and .bin), in fp32 or, with ``precision="int8"``, quantised
-    on ``calibration_images`` (see :func:`quantize_network`). A bf16 network is the fp32 IR opened with
-    precision "bf16" (OpenVINO converts at compile time)."""
-    if precision not in ("fp32", "int8"):
-        raise InvalidInputError(f"export precision must be fp32 or int8 (bf16 is chosen when the IR is opened), "
-                                f"got {precision!r}")
-    if precision == "int8" and not calibration_images:
-        raise InvalidInputError("int8 export needs calibration images (a few like the ones you will segment)")
-    if Path(path).suffix != ".xml":
-        raise InvalidInputError(f"an OpenVINO IR path ends in .xml, got {path}")
-    network = convert_network(model)
-    if precision == "int8":
-        network = quantize_network(network, calibration_images, imgsz)
-    return save_ir(network, path)

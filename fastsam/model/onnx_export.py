@@ -47,15 +47,15 @@ class OnnxExportError(FastSAMError):
     """The ONNX export failed or the exported graph disagrees with the PyTorch model."""
 
 
-def require(module: str):
-    """Import an optional dependency or raise :class:`OnnxUnavailableError` with the install hint."""
+def require(module: str, extra: str = "onnx", error: type[FastSAMError] = OnnxUnavailableError):
+    """Import an optional dependency or raise ``error`` (default :class:`OnnxUnavailableError`) naming the
+    fastsam extra that installs it."""
     try:
         return __import__(module, fromlist=["_"])
     except ImportError as exc:
-        raise OnnxUnavailableError(
-            f"{module} is not installed; ONNX support needs `pip install 'fastsam[onnx]'` "
-            "(onnx, onnxruntime, onnxscript)"
-        ) from exc
+        packages = {"onnx": "onnx, onnxruntime, onnxscript", "openvino": "openvino, nncf"}.get(extra, module)
+        raise error(f"{module} is not installed; {extra} support needs `pip install 'fastsam[{extra}]'` "
+                    f"({packages})") from exc
 
 
 def _check_size(size: Sequence[int]) -> tuple[int, int]:
