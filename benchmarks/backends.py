@@ -38,7 +38,9 @@ from benchmarks.run import (  # noqa: E402
 BACKENDS = ("torch fp32", "torch bf16", "onnxruntime fp32", "openvino fp32", "openvino bf16", "openvino int8")
 # The matmul each precision's share is taken against (int8: see the module docstring).
 LIMIT = {"fp32": "fp32", "bf16": "bf16", "int8": "bf16"}
-CHECKPOINTS = {"s": FIXTURES / "fastsam-s-parity.pt", "n84": FIXTURES / "yolov8n-seg-coco128-ultralytics84.pt"}
+CHECKPOINTS = {"s": FIXTURES / "fastsam-s-parity.pt", "n84": FIXTURES / "yolov8n-seg-coco128-ultralytics84.pt",
+               "default": REPO / "fastsam" / "weights" / "fastsam-default.safetensors"}
+CONFS = {**CONF, "default": 0.15}  # the bundled model's own default (see its model card)
 CALIBRATION = ("sa_10039.jpg", "sa_1309.jpg", "000000000009.jpg")  # fixture images that are not benchmarked
 
 
@@ -133,7 +135,8 @@ def measure(model_key: str, weights: Path, image: Path, backends: dict, repeat: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["s"], help="s, n84 or names given with --checkpoint")
+    parser.add_argument("--models", nargs="+", default=["s"],
+                        help="s (FastSAM-s fixture), n84, default (the bundled model) or names given with --checkpoint")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--images", nargs="+", default=["dogs.jpg", "sa_8776.jpg"])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
@@ -160,7 +163,7 @@ def main() -> None:
     calibration = [FIXTURES / "images" / name for name in CALIBRATION if name not in args.images]
     rows, setup = [], {}
     for model_key in args.models:
-        conf = CONF.get(model_key, CHECKPOINT_CONF)
+        conf = CONFS.get(model_key, CHECKPOINT_CONF)
         backends = {}
         for name in args.backends:
             start = time.perf_counter()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -152,12 +153,18 @@ def quantize_network(network, calibration_images: Iterable, imgsz: int = 1024, k
         raise InvalidInputError("int8 quantisation needs calibration images (a few like the ones you will segment)")
     nncf = _require("nncf")
     ignored = nncf.IgnoredScope(names=output_layers(network), validate=False) if keep_outputs else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # Full bias correction (not the fast one): slower to quantise, and measured better masks on trained
-        # weights (n84 on sa_8776: matched IoU 0.89 -> 0.94; fastsam-default on dogs.jpg 0.93 -> 0.95).
-        quantized = nncf.quantize(network, nncf.Dataset(inputs), preset=nncf.QuantizationPreset.MIXED,
-                                  subset_size=len(inputs), ignored_scope=ignored, fast_bias_correction=False)
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.WARNING)  # not NNCF's per-layer INFO lines; its progress bars stay
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Full bias correction (not the fast one): slower to quantise, and measured better masks on trained
+            # weights (n84 on sa_8776: matched IoU 0.89 -> 0.94; fastsam-default on dogs.jpg 0.93 -> 0.95).
+            quantized = nncf.quantize(network, nncf.Dataset(inputs), preset=nncf.QuantizationPreset.MIXED,
+                                      subset_size=len(inputs), ignored_scope=ignored, fast_bias_correction=False)
+    finally:
+        nncf_log.setLevel(level)
     quantized.set_rt_info(f"int8 (NNCF, {len(inputs)} calibration images, imgsz {imgsz})", [_RT_SECTION, QUANT_KEY])
     return quantized
 
