@@ -269,5 +269,7 @@ def test_int8_masks_agree_with_fp32_on_trained_weights(tmp_path):
     matched = matched_mask_ious([r.to_coco() for r in got.rles], [r.to_coco() for r in reference.rles])
     print(f"int8 vs fp32 on dogs.jpg: {len(got)} vs {len(reference)} instances, matched mean IoU "
           f"{matched.mean():.4f}, median {np.median(matched):.4f}")
+    # Measured 0.84 (63 vs 37 instances: its scores sit near the 0.05 threshold; onnxruntime's int8 gives 0.86).
+    # With the output layers quantised too, or a broken calibration, far fewer masks match.
     assert matched.mean() >= 0.8
 
