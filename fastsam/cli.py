@@ -1,4 +1,4 @@
-"""Command line: ``fastsam segment`` and ``fastsam convert``.
+"""Command line: ``fastsam segment``, ``fastsam export`` and ``fastsam convert``.
 
 User mistakes (bad paths, images, prompts, checkpoints, unwritable outputs) end with a one-line
 ``fastsam: error: ...`` message and exit code 2; outputs are checked before the network runs. When several
@@ -15,11 +15,13 @@ from typing import Sequence
 from fastsam.cli_options import add_inference_arguments, chosen_model, predictor_options
 from fastsam.errors import FastSAMError, InvalidInputError
 from fastsam.extras import missing_dependency
+from fastsam.inference.precision import PRECISIONS
 from fastsam.io.image import IMAGE_SUFFIXES
 
 FORMATS = ("json", "png", "labels", "polygons", "overlay")
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1  # a bug (an exception fastsam did not expect), as Python itself exits on one
+DEFAULT_CALIBRATION_COUNT = 8  # int8 without --calibration: calibrated on the first images to segment
 
 
 def _numbers(text: str, count: int, what: str) -> list[float]:
@@ -79,10 +81,17 @@ def _build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--text-metric", choices=("cosine", "probability"), help="score the threshold applies to")
     seg.add_argument("--text-crop", choices=("mask", "box"), default="mask", help="crop: mask on white, or the plain box")
     seg.add_argument("--text-wider", action="store_true", help="replace a pick by the largest mask holding 90%% of it")
-    add_inference_arguments(seg)
-    seg.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+    add_inference_arguments(seg, precision=False)
+    seg.add_argument("--backend", choices=("torch", "onnx", "openvino"), default="torch",
                      help="network runtime; onnx takes an .onnx file as --model, or exports a checkpoint once into "
-                          "the cache (pip install -e '.[onnx]')")
+                          "the cache (pip install -e '.[onnx]'); openvino takes an .xml (IR) or .onnx file, or "
+                          "converts a checkpoint once into the cache (pip install -e '.[openvino]')")
+    seg.add_argument("--precision", choices=(*PRECISIONS, "int8"), default="fp32",
+                     help="network precision: bf16 is faster on CPUs with AVX512-BF16/AMX, masks differ slightly "
+                          "from fp32; int8 (--backend openvino) is quantised on --calibration images")
+    seg.add_argument("--calibration", nargs="+", default=(), metavar="IMG",
+                     help="--precision int8: images to calibrate the quantisation on (default: the first "
+                          f"{DEFAULT_CALIBRATION_COUNT} images to segment)")
     seg.add_argument("--out", default="out", help="output folder")
     seg.add_argument("--format", nargs="+", default=["overlay"], choices=FORMATS, dest="formats",
                      help="outputs: json (COCO RLE), png (a mask per instance), labels (label-map PNG), "
@@ -104,13 +113,14 @@ def _build_parser() -> argparse.ArgumentParser:
     register_serve(commands)
     register_track(commands)
 
-    exp = commands.add_parser("export", help="export the network to ONNX (prompts keep working with --backend onnx)")
+    exp = commands.add_parser("export", help="export the network to ONNX or OpenVINO IR (prompts keep working with "
+                                             "--backend onnx / openvino)")
     exp.add_argument("model", help="zoo name or checkpoint path")
-    exp.add_argument("dest", help="output .onnx path")
-    exp.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
+    exp.add_argument("dest", help="output .onnx path, or .xml with --format openvino (the weights go beside it, .bin)")
+    exp.add_argument("--format", choices=("onnx", "openvino"), default="onnx", help="export format")
     exp.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
-    exp.add_argument("--quantize", choices=("int8",), help="also write DEST with .int8.onnx: int8 weights and "
-                                                           "activations calibrated on --calibration images")
+    exp.add_argument("--quantize", choices=("int8",), help="also write DEST with .int8.onnx (.int8.xml): int8 "
+                                                           "weights and activations calibrated on --calibration images")
     exp.add_argument("--calibration", nargs="+", default=(), help="images for int8 calibration")
 
     conv = commands.add_parser("convert", help="convert a checkpoint to fastsam's safetensors format")
@@ -201,15 +211,22 @@ def _segment(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_outputs(out, stems, list(dict.fromkeys(args.formats)))
     model = chosen_model(args, quiet=args.quiet)
+    if args.precision == "int8" and args.backend != "openvino":
+        raise InvalidInputError("--precision int8 needs --backend openvino")
     if args.backend == "onnx":
         from fastsam.inference.onnx_backend import onnx_backend_for
 
         network = onnx_backend_for(model)
+    elif args.backend == "openvino":
+        from fastsam.inference.openvino_backend import openvino_backend_for
+
+        calibration = list(args.calibration) or paths[:DEFAULT_CALIBRATION_COUNT] if args.precision == "int8" else None
+        network = openvino_backend_for(model, args.precision, calibration_images=calibration, imgsz=args.imgsz)
     else:
         network = load_model(model, progress=not args.quiet)
     options = predictor_options(args)
-    if args.backend == "onnx":
-        options.pop("precision")  # onnxruntime runs the exported graph as it is
+    if args.backend != "torch":
+        options.pop("precision")  # the backend brings its own
     predictor = Predictor(network, device=args.device, **options)
     failures = crashes = 0
     bar = tqdm(list(zip(paths, stems)), unit="image", disable=args.quiet or len(paths) < 2, file=sys.stderr)
@@ -249,10 +266,20 @@ def _export(args: argparse.Namespace) -> int:
     from fastsam.model.zoo import load_model
 
     dest = Path(args.dest)
-    if dest.suffix != ".onnx":
-        raise InvalidInputError(f"output must end in .onnx, got {dest}")
+    suffix = ".xml" if args.format == "openvino" else ".onnx"
+    if dest.suffix != suffix:
+        raise InvalidInputError(f"--format {args.format} output must end in {suffix}, got {dest}")
     if args.quantize and not args.calibration:
         raise InvalidInputError("--quantize int8 needs --calibration images (a few like the ones you will segment)")
+    if args.format == "openvino":
+        from fastsam.inference.openvino_backend import convert_network, quantize_network, save_ir
+
+        network = convert_network(load_model(args.model, progress=True))
+        print(f"wrote {save_ir(network, dest)} (+ .bin)")
+        if args.quantize:
+            quantized = quantize_network(network, [Path(p) for p in args.calibration])
+            print(f"wrote {save_ir(quantized, dest.with_suffix('.int8.xml'))} (+ .bin)")
+        return 0
     export_onnx(load_model(args.model, progress=True), dest, opset=args.opset or DEFAULT_OPSET)
     print(f"wrote {dest}")
     if args.quantize:

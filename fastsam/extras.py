@@ -16,6 +16,7 @@ EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
     "text": ("transformers",),
     "ray": ("ray", "pandas", "pyarrow"),
     "onnx": ("onnx", "onnxruntime", "onnxscript"),
+    "openvino": ("openvino", "nncf"),
     "serve": ("fastapi", "uvicorn", "multipart", "python_multipart"),
     "train": ("matplotlib", "scipy"),
     "eval": ("scipy",),

@@ -19,9 +19,10 @@ import torch
 
 from fastsam.eval.matching import matched_mask_ious  # noqa: F401  (re-exported)
 from fastsam.errors import CheckpointError, InvalidInputError
+from fastsam.inference.predictor import check_network_input
 from fastsam.model.config import YoloV8SegConfig
 from fastsam.model.onnx_export import (
-    CONFIG_KEY, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAMES, QUANT_KEY, STRIDE, OnnxUnavailableError, export_onnx,
+    CONFIG_KEY, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAMES, QUANT_KEY, OnnxUnavailableError, export_onnx,
     require,
 )
 
@@ -88,11 +89,7 @@ class OnnxBackend:
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) float RGB in [0, 1], H and W multiples of 32 -> (predictions (B, 4 + nc + nm, A),
         protos (B, nm, H/4, W/4)) as float32 CPU tensors."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise InvalidInputError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-        h, w = int(images.shape[2]), int(images.shape[3])
-        if h % STRIDE or w % STRIDE:
-            raise InvalidInputError(f"image height and width must be multiples of {STRIDE}, got {h}x{w}")
+        h, w = check_network_input(images)
         if self.fixed_size is not None and (h, w) != self.fixed_size:
             raise InvalidInputError(f"{self.path} was exported for {self.fixed_size[0]}x{self.fixed_size[1]} inputs "
                                     f"only, got {h}x{w}; export with dynamic=True or use imgsz to match")

@@ -35,6 +35,17 @@ class Backend(Protocol):
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
+def check_network_input(images: torch.Tensor) -> tuple[int, int]:
+    """(H, W) of a backend's input batch; raises :class:`InvalidInputError` unless it is (B, 3, H, W) with H and
+    W multiples of 32 (what every backend needs; the predictor's letterbox guarantees it)."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise InvalidInputError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    h, w = int(images.shape[2]), int(images.shape[3])
+    if h % STRIDE or w % STRIDE:
+        raise InvalidInputError(f"image height and width must be multiples of {STRIDE}, got {h}x{w}")
+    return h, w
+
+
 @contextmanager
 def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()

@@ -19,13 +19,13 @@ import tempfile
 import uuid
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
 from fastsam.errors import CheckpointError, FastSAMError, InvalidInputError
-from fastsam.extras import install_hint
+from fastsam.extras import EXTRA_PACKAGES, install_hint
 from fastsam.model.yolov8_seg import YoloV8Seg
 
 INPUT_NAME = "images"
@@ -48,15 +48,14 @@ class OnnxExportError(FastSAMError):
     """The ONNX export failed or the exported graph disagrees with the PyTorch model."""
 
 
-def require(module: str):
-    """Import an optional dependency or raise :class:`OnnxUnavailableError` with the install hint."""
+def require(module: str, extra: str = "onnx", error: type[FastSAMError] = OnnxUnavailableError):
+    """Import an optional dependency or raise ``error`` (default :class:`OnnxUnavailableError`) naming the
+    fastsam extra that installs it."""
     try:
         return __import__(module, fromlist=["_"])
     except ImportError as exc:
-        raise OnnxUnavailableError(
-            f"{module} is not installed; ONNX support needs `{install_hint('onnx')}` "
-            "(onnx, onnxruntime, onnxscript)"
-        ) from exc
+        packages = ", ".join(EXTRA_PACKAGES.get(extra, (module,)))
+        raise error(f"{module} is not installed; {extra} support needs `{install_hint(extra)}` ({packages})") from exc
 
 
 def _check_size(size: Sequence[int]) -> tuple[int, int]:
@@ -153,16 +152,17 @@ def _max_rel_error(ours: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(ours - ref).max()) / scale
 
 
-def verify_onnx(model: YoloV8Seg, path: str | Path, sizes: Iterable[Sequence[int]] = _VERIFY_SIZES,
-                rtol: float = 1e-3, seed: int = 0) -> dict[tuple[int, int], float]:
-    """Run the ONNX file with onnxruntime at each (H, W) in ``sizes`` and compare with ``model`` (fp32 torch).
+def compare_with_torch(model: YoloV8Seg, run: Callable[[np.ndarray], Sequence[np.ndarray]], label: str,
+                       sizes: Iterable[Sequence[int]] = _VERIFY_SIZES, rtol: float = 1e-3,
+                       seed: int = 0) -> dict[tuple[int, int], float]:
+    """Run ``run`` ((1, 3, H, W) float32 array -> (predictions, protos) arrays: an exported network in its
+    runtime) at each (H, W) in ``sizes`` and compare with ``model`` (fp32 torch). ``label`` names the export in
+    errors.
 
     Returns the largest relative error per size (max |difference| over max(max |reference|, 1), per output and
     separately for the boxes and the scores / coefficients of ``predictions``); raises
     :class:`OnnxExportError` above ``rtol`` or on a shape mismatch (for example an anchor grid baked for one
     size)."""
-    ort = require("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     reference = copy.deepcopy(model).float().cpu().eval().fuse()
     generator = torch.Generator().manual_seed(seed)
     errors = {}
@@ -171,21 +171,31 @@ def verify_onnx(model: YoloV8Seg, path: str | Path, sizes: Iterable[Sequence[int
         images = torch.rand(1, 3, h, w, generator=generator)
         with torch.inference_mode():
             expected = [t.numpy() for t in reference(images)]
-        got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: images.numpy()})
+        got = run(images.numpy())
         worst = 0.0
         for name, ours, ref in zip(OUTPUT_NAMES, got, expected):
             if ours.shape != ref.shape:
-                raise OnnxExportError(f"{path}: {name} has shape {ours.shape} at input {h}x{w}, PyTorch gives "
+                raise OnnxExportError(f"{label}: {name} has shape {ours.shape} at input {h}x{w}, PyTorch gives "
                                       f"{ref.shape}; the export is not valid for this input size")
             if name == OUTPUT_NAMES[0]:  # boxes in pixels, then scores and coefficients: each at its own scale
                 worst = max(worst, _max_rel_error(ours[:, :4], ref[:, :4]), _max_rel_error(ours[:, 4:], ref[:, 4:]))
             else:
                 worst = max(worst, _max_rel_error(ours, ref))
         if worst > rtol:
-            raise OnnxExportError(f"{path}: outputs differ from PyTorch at input {h}x{w} (relative error "
+            raise OnnxExportError(f"{label}: outputs differ from PyTorch at input {h}x{w} (relative error "
                                   f"{worst:.2e} > {rtol:.0e})")
         errors[(h, w)] = worst
     return errors
+
+
+def verify_onnx(model: YoloV8Seg, path: str | Path, sizes: Iterable[Sequence[int]] = _VERIFY_SIZES,
+                rtol: float = 1e-3, seed: int = 0) -> dict[tuple[int, int], float]:
+    """Run the ONNX file with onnxruntime at each (H, W) in ``sizes`` and compare with ``model`` (fp32 torch);
+    see :func:`compare_with_torch` for what is returned and raised."""
+    ort = require("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return compare_with_torch(model, lambda images: session.run(list(OUTPUT_NAMES), {INPUT_NAME: images}),
+                              str(path), sizes, rtol, seed)
 
 
 def export_onnx(model: YoloV8Seg, path: str | Path, opset: int = DEFAULT_OPSET, dynamic: bool = True,
