@@ -42,7 +42,7 @@ from fastsam.model.onnx_export import export_onnx, quantize_onnx  # noqa: E402
 from fastsam.model.zoo import load_model  # noqa: E402
 from fastsam.model.head import HeadOutput, decode_predictions  # noqa: E402
 from fastsam.model.yolov8_seg import YoloV8Seg  # noqa: E402
-from tests.test_parity import greedy_match_ious  # noqa: E402
+from fastsam.eval.matching import matched_mask_ious  # noqa: E402
 
 
 class TorchBackend:
@@ -196,7 +196,7 @@ def main() -> None:
             masks = [r.to_coco() for r in result.rles]
             if reference is None:
                 reference = (masks, times)
-            matched = greedy_match_ious(masks, reference[0])
+            matched = matched_mask_ious(masks, reference[0])
             rows.append({
                 "image": image.name, "input": list(tensor.shape[2:]), "variant": name,
                 "network_ms": 1000 * statistics.median(times), "network_ms_all": [1000 * t for t in times],
