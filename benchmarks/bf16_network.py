@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(704, 1024), metavar=("H", "W"))
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="1 makes the CPU-time columns exact on a busy host (no thread waits at barriers)")
     parser.add_argument("--iou", nargs="*", default=[], metavar="CHECKPOINT:CONF",
                         help="trained checkpoints to compare with fp32 (masks on --image); skips the timing")
     parser.add_argument("--image", type=Path, default=REPO.parent / "shared" / "fixtures" / "images" / "sa_8776.jpg")
@@ -105,6 +107,7 @@ def main() -> None:
             checkpoint, _, conf = item.rpartition(":")
             print(f"{checkpoint}: mask IoU vs fp32 {mask_iou(checkpoint, float(conf), args.image, 1024)}")
         return
+    torch.set_num_threads(args.threads)
     fused = load_model(args.model).eval().fuse()
     nets = {"eager": InferenceModel(fused, "bf16", onednn=False), "onednn": InferenceModel(fused, "bf16")}
     x = torch.rand(1, 3, *args.size)

@@ -6,8 +6,8 @@ them (the last convolution of each head branch and of the prototype branch) stay
 mantissa there would flip many pixels near the mask edges. Everything before them runs in bf16, which CPUs
 with AVX512-BF16 / AMX run several times faster than fp32.
 
-On CPUs the bf16 network calls oneDNN directly: each convolution's weight is reordered once into oneDNN's
-blocked layout (instead of on every call) and its SiLU runs inside the convolution's kernel, and C2f's first
+On CPUs the bf16 network calls oneDNN directly: each convolution's weight is reordered into the blocked layout
+oneDNN chooses for the input shape, once per shape (PyTorch's eager bf16 convolution reorders it on every call) and its SiLU runs inside the convolution's kernel, and C2f's first
 1x1 convolution is computed as its two halves so that the bottlenecks read dense tensors. In eager bf16 the
 separate SiLU passes and those copies cost about as much as the convolutions themselves (profiled on FastSAM-s
 at 704x1024: convolutions 52% of the time, SiLU 21%, concatenations 15%, copies 6%).
@@ -25,6 +25,8 @@ from fastsam.model.blocks import C2f, ConvBNAct
 from fastsam.model.yolov8_seg import YoloV8Seg
 
 PRECISIONS = ("fp32", "bf16")
+#: Input shapes for which each convolution keeps its packed weight (letterboxed inputs come in a few shapes).
+PACKED_SHAPES = 8
 
 
 class _Float32Layer(nn.Module):
@@ -39,8 +41,8 @@ class _Float32Layer(nn.Module):
 
 
 class _OneDnnConv(nn.Module):
-    """A convolution with bias, optionally followed by SiLU, run by oneDNN with its weight reordered once into
-    oneDNN's blocked layout. Shapes as ``conv``'s; inputs channels-last in the weight's dtype. ``out_channels``
+    """A convolution with bias, optionally followed by SiLU, run by oneDNN with its weight reordered into
+    oneDNN's blocked layout once per input shape. Shapes as ``conv``'s; inputs channels-last in the weight's dtype. ``out_channels``
     keeps only that slice of ``conv``'s output channels."""
 
     def __init__(self, conv: nn.Conv2d, silu: bool, out_channels: slice = slice(None)) -> None:
@@ -50,16 +52,24 @@ class _OneDnnConv(nn.Module):
         self.register_buffer("bias", conv.bias.detach()[out_channels].to(weight.dtype).contiguous())
         self.args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         self.attr = "swish" if silu else "none"
-        self._packed: torch.Tensor | None = None  # built on the first call
+        # Packed weights per input shape, built on first use: oneDNN picks the blocked layout for the shape it
+        # will see, and a weight packed for another shape is reordered again on every call (a 768 -> 512 1x1
+        # convolution at 22x32 pixels: 35 ms instead of 1.6 ms).
+        self._packed: dict[tuple[int, ...], torch.Tensor] = {}
 
     def __getstate__(self) -> dict:
-        # Opaque oneDNN tensors neither pickle nor deep-copy; a copy packs its weight again when first called.
-        return {**self.__dict__, "_packed": None}
+        # Opaque oneDNN tensors neither pickle nor deep-copy; a copy packs its weights again when called.
+        return {**self.__dict__, "_packed": {}}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._packed is None:
-            self._packed = torch.ops.mkldnn._reorder_convolution_weight(self.weight, *self.args)
-        return torch.ops.mkldnn._convolution_pointwise(x, self._packed, self.bias, *self.args, self.attr, [], "")
+        shape = tuple(x.shape)
+        packed = self._packed.get(shape)
+        if packed is None:
+            if len(self._packed) >= PACKED_SHAPES:
+                del self._packed[next(iter(self._packed))]  # the oldest shape
+            packed = torch.ops.mkldnn._reorder_convolution_weight(self.weight, *self.args, list(shape))
+            self._packed[shape] = packed
+        return torch.ops.mkldnn._convolution_pointwise(x, packed, self.bias, *self.args, self.attr, [], "")
 
 
 def _onednn_conv_act(block: ConvBNAct) -> _OneDnnConv:
