@@ -95,16 +95,16 @@ class _OneDnnC2f(nn.Module):
 
 
 def _use_onednn(net: nn.Module) -> None:
-    """Replace, in place, every fused ConvBNAct and C2f of ``net`` (already in its dtype, on the CPU) by its
-    oneDNN form; layers wrapped in :class:`_Float32Layer` stay as they are."""
+    """Replace, in place, every fused ConvBNAct and C2f of ``net`` (on the CPU) and the convolutions wrapped in
+    :class:`_Float32Layer` by their oneDNN forms, each in its weights' dtype."""
     for parent in list(net.modules()):
-        if isinstance(parent, _Float32Layer):
-            continue
         for name, child in parent.named_children():
             if isinstance(child, C2f) and isinstance(child.cv1.bn, nn.Identity):
                 setattr(parent, name, _OneDnnC2f(child))
             elif isinstance(child, ConvBNAct) and isinstance(child.bn, nn.Identity):
                 setattr(parent, name, _onednn_conv_act(child))
+            elif isinstance(parent, _Float32Layer) and isinstance(child, nn.Conv2d) and child.bias is not None:
+                setattr(parent, name, _OneDnnConv(child, silu=False))
 
 
 class InferenceModel(nn.Module):
