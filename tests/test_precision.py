@@ -9,7 +9,7 @@ import pickle
 import pytest
 import torch
 
-from fastsam.inference.precision import InferenceModel, _Float32Layer, _OneDnnC2f, _OneDnnConv
+from fastsam.inference.precision import PACKED_SHAPES, InferenceModel, _Float32Layer, _OneDnnC2f, _OneDnnConv
 from fastsam.model.blocks import C2f, ConvBNAct
 from fastsam.model.checkpoint import load_weights
 
@@ -67,3 +67,16 @@ def test_onednn_model_copies_and_pickles_after_use(tiny_model):
         with torch.inference_mode():
             again = clone(x)
         assert torch.equal(again[0], first[0]) and torch.equal(again[1], first[1])
+
+
+def test_packed_weights_are_kept_for_the_latest_shapes():
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1).to(torch.bfloat16)
+    layer = _OneDnnConv(conv, silu=True)
+    sizes = [8 * k for k in range(1, PACKED_SHAPES + 3)]
+    with torch.inference_mode():
+        for size in sizes:
+            x = torch.randn(1, 8, 8, size, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+            expected = torch.nn.functional.silu(conv(x).float())
+            assert (layer(x).float() - expected).abs().max() < 0.05 * expected.abs().max()
+    # Only the most recent shapes stay packed, oldest first.
+    assert list(layer._packed) == [(1, 8, 8, size) for size in sizes[-PACKED_SHAPES:]]

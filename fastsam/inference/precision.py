@@ -65,10 +65,10 @@ class _OneDnnConv(nn.Module):
         shape = tuple(x.shape)
         packed = self._packed.get(shape)
         if packed is None:
-            if len(self._packed) >= PACKED_SHAPES:
-                del self._packed[next(iter(self._packed))]  # the oldest shape
             packed = torch.ops.mkldnn._reorder_convolution_weight(self.weight, *self.args, list(shape))
-            self._packed[shape] = packed
+            # A new dict rather than an update in place: threads sharing the model never see one change size.
+            recent = list(self._packed.items())[-(PACKED_SHAPES - 1):]
+            self._packed = {**dict(recent), shape: packed}
         return torch.ops.mkldnn._convolution_pointwise(x, packed, self.bias, *self.args, self.attr, [], "")
 
 
