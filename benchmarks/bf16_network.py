@@ -21,7 +21,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.run import MATMUL_SIZE, MATMULS_PER_PASS, best_matmul_seconds, network_flops, steal_seconds  # noqa: E402
+from benchmarks.run import (  # noqa: E402
+    MATMUL_SIZE, MATMULS_PER_PASS, best_matmul_seconds, network_flops, steal_seconds,
+)
 from fastsam.inference.precision import InferenceModel  # noqa: E402
 from fastsam.model.zoo import load_model  # noqa: E402
 
@@ -45,9 +47,10 @@ def cpu_matmul_seconds(a: torch.Tensor, b: torch.Tensor, repeat: int) -> float:
     return best
 
 
-def alternate(nets: dict[str, InferenceModel], x: torch.Tensor, repeat: int, flops: float) -> dict[str, dict[str, float]]:
+def alternate(nets: dict[str, InferenceModel], x: torch.Tensor, repeat: int,
+              flops: float) -> dict[str, dict[str, float]]:
     """Per net: median pass seconds and median share of the bf16 matmul timed just before each pass."""
-    operands = {dtype: (torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype), torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype))
+    operands = {dtype: tuple(torch.randn(MATMUL_SIZE, MATMUL_SIZE, dtype=dtype) for _ in range(2))
                 for dtype in (torch.float32, torch.bfloat16)}
     rows: dict[str, dict[str, list[float]]] = {name: {"net": [], "bf16": [], "fp32": [], "net_cpu": [], "bf16_cpu": []}
                                                for name in nets}

@@ -6,11 +6,12 @@ them (the last convolution of each head branch and of the prototype branch) stay
 mantissa there would flip many pixels near the mask edges. Everything before them runs in bf16, which CPUs
 with AVX512-BF16 / AMX run several times faster than fp32.
 
-On CPUs the bf16 network calls oneDNN directly: each convolution's weight is reordered into the blocked layout
-oneDNN chooses for the input shape, once per shape (PyTorch's eager bf16 convolution reorders it on every call) and its SiLU runs inside the convolution's kernel, and C2f's first
-1x1 convolution is computed as its two halves so that the bottlenecks read dense tensors. In eager bf16 the
-separate SiLU passes and those copies cost about as much as the convolutions themselves (profiled on FastSAM-s
-at 704x1024: convolutions 52% of the time, SiLU 21%, concatenations 15%, copies 6%).
+On CPUs the bf16 network calls oneDNN directly: each convolution's weight is reordered into the blocked
+layout oneDNN chooses for the input shape, once per shape (PyTorch's eager bf16 convolution reorders it on
+every call), its SiLU runs inside the convolution's kernel, and C2f's first 1x1 convolution is computed as its
+two halves so that the bottlenecks read dense tensors. In eager bf16 the separate SiLU passes and those copies
+cost about as much as the convolutions themselves (profiled on FastSAM-s at 704x1024: convolutions 52% of the
+time, SiLU 21%, concatenations 15%, copies 6%).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class _Float32Layer(nn.Module):
 
 class _OneDnnConv(nn.Module):
     """A convolution with bias, optionally followed by SiLU, run by oneDNN with its weight reordered into
-    oneDNN's blocked layout once per input shape. Shapes as ``conv``'s; inputs channels-last in the weight's dtype. ``out_channels``
-    keeps only that slice of ``conv``'s output channels."""
+    oneDNN's blocked layout once per input shape. Shapes as ``conv``'s; inputs channels-last in the weight's
+    dtype. ``out_channels`` keeps only that slice of ``conv``'s output channels."""
 
     def __init__(self, conv: nn.Conv2d, silu: bool, out_channels: slice = slice(None)) -> None:
         super().__init__()
