@@ -16,19 +16,12 @@ from fastsam.errors import InvalidInputError
 from fastsam.rle import RunLengthMask
 from tests.paths import FIXTURES
 from fastsam.eval.matching import matched_mask_ious
-from tests.test_parity import GOLDENS, decode, mask_iou
+from tests.test_parity import GOLDENS, decode, golden_record, mask_iou
 from tests.test_text import tiny_clip  # noqa: F401  (a module fixture: a random CLIP written locally)
 
 pytestmark = pytest.mark.skipif(not (FIXTURES / "golden_s.json").is_file(), reason="../shared/fixtures not present")
 
 DOGS = FIXTURES / "images" / "dogs.jpg"
-
-
-def _golden(checkpoint: str, image: str) -> dict:
-    import json
-
-    records = json.loads((FIXTURES / GOLDENS[checkpoint]).read_text())["records"]
-    return next(r for r in records if r["image"] == image)
 
 
 def _coco(masks) -> list[dict]:
@@ -53,7 +46,7 @@ def test_readme_snippet_matches_the_goldens(checkpoint, tmp_path, monkeypatch, t
 
     prompt_process.plot(annotations=ann,output_path='./output/dog.jpg',)
 
-    golden = _golden(checkpoint, "dogs.jpg")
+    golden = golden_record(checkpoint, "dogs.jpg")
     assert isinstance(ann, torch.Tensor) and ann.dtype == torch.float32 and ann.shape[1:] == (603, 1072)
     assert set(torch.unique(ann).tolist()) <= {0.0, 1.0}
     assert len(ann) == len(golden["everything"]["masks"])

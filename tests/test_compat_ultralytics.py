@@ -17,7 +17,7 @@ from fastsam.errors import InvalidInputError
 from fastsam.eval.matching import matched_mask_ious
 from fastsam.prompts.text import clear_clip_cache
 from tests.paths import FIXTURES
-from tests.test_parity import GOLDENS, decode, mask_iou
+from tests.test_parity import GOLDENS, decode, golden_record, mask_iou
 from tests.test_text import tiny_clip  # noqa: F401  (a module fixture: a random CLIP written locally)
 
 HAVE_FIXTURES = (FIXTURES / "golden_s.json").is_file() and (FIXTURES / "fastsam-n26-parity.pt").is_file()
@@ -25,13 +25,6 @@ needs_goldens = pytest.mark.skipif(not HAVE_FIXTURES, reason="../shared/fixtures
 
 DOGS = FIXTURES / "images" / "dogs.jpg"
 N26 = str(FIXTURES / "fastsam-n26-parity.pt")
-
-
-def _golden(checkpoint: str, image: str) -> dict:
-    import json
-
-    records = json.loads((FIXTURES / GOLDENS[checkpoint]).read_text())["records"]
-    return next(r for r in records if r["image"] == image)
 
 
 def _union(result: Results) -> np.ndarray:
@@ -87,7 +80,7 @@ def test_docs_predict_snippet_matches_the_goldens(checkpoint, tiny_clip, monkeyp
     # Run inference with bboxes and points and texts prompt at the same time
     results = model(source, bboxes=[439, 437, 524, 709], points=[[200, 200]], labels=[1], texts="a photo of a dog")
 
-    golden = _golden(checkpoint, "dogs.jpg")
+    golden = golden_record(checkpoint, "dogs.jpg")
     everything = everything_results[0]
     assert len(everything) == len(golden["everything"]["masks"])
     assert matched_mask_ious([r.to_coco() for r in everything.masks.rles], golden["everything"]["masks"]).mean() >= 0.99

@@ -35,6 +35,11 @@ def _records() -> list[tuple[str, dict]]:
     return cases
 
 
+def golden_record(checkpoint: str, image: str) -> dict:
+    """The original's record for ``image`` (a fixture image name) with ``checkpoint``."""
+    return next(record for name, record in _records() if name == checkpoint and record["image"] == image)
+
+
 def _image_path(record: dict):
     return DATA / record["source"] if "source" in record else FIXTURES / "images" / record["image"]
 
