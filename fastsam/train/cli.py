@@ -48,7 +48,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-augment", action="store_true", help="letterbox only")
     p.add_argument("--hyp", nargs="+", default=[], metavar="KEY=VALUE",
                    help="augmentation overrides, e.g. scale=0.9 mosaic=0.5 (hsv_h, hsv_s, hsv_v, degrees, translate, "
-                        "scale, shear, perspective, flipud, fliplr, mosaic)")
+                        "scale, shear, perspective, flipud, fliplr, mosaic, copy_paste: probability of pasting "
+                        "another image's instances, default 0)")
     p.add_argument("--no-amp", action="store_true", help="full fp32 (default: fp16 autocast on CUDA, bf16 on CPUs with native bf16)")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW activations (NHWC is faster)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from fastsam.errors import InvalidInputError
 from fastsam.train.data.augment import (AugmentConfig, augment_hsv, letterbox, random_affine, random_flips,
                                         resize_long_side)
+from fastsam.train.data.copy_paste import copy_paste
 from fastsam.train.data.mosaic import mosaic4
 from fastsam.train.data.polygons import rasterize
 from fastsam.train.data.sample import InstanceSource, Segments, check_index, check_source, segments_boxes
@@ -30,7 +31,8 @@ def _check_positive_int(value: object, name: str) -> int:
 class TrainingDataset(Dataset):
     """Items ``{"image": uint8 (3, S, S), "boxes": float32 (n, 4) xyxy input pixels, "masks": uint8 (n, S/r,
     S/r)}`` with S = imgsz and r = mask_ratio. With ``augment``: mosaic (probability hyp.mosaic, while
-    ``mosaic`` is True; the trainer turns it off for the last epochs), random affine, HSV, flips; without:
+    ``mosaic`` is True; the trainer turns it off for the last epochs), random affine, HSV, flips, then
+    copy-paste (probability hyp.copy_paste) of instances of another item framed without mosaic; without:
     letterbox only. ``cache`` keeps each image decoded and resized in memory (up to 3 S^2 bytes each; ~10
     instead of ~25 ms per mosaic item at S = 512); :meth:`preload` fills it before workers are forked."""
 
@@ -88,29 +90,40 @@ class TrainingDataset(Dataset):
         return resized
 
     def frame(self, i: int) -> tuple[np.ndarray, Segments]:
-        """Item i as a (S, S, 3) uint8 RGB image and its polygons in its pixels, before rasterising."""
+        """Item i as a (S, S, 3) uint8 RGB image and its polygons in its pixels, before rasterising (and before
+        copy-paste, which needs masks: see :meth:`__getitem__`)."""
         i = check_index(i, len(self), self.source.name)
-        size = self.imgsz
         if not self.augment:
-            return letterbox(*self._resized(i), size)
+            return letterbox(*self._resized(i), self.imgsz)
         rng = np.random.default_rng([self.seed, self.epoch, i])
         if self.mosaic and rng.random() < self.hyp.mosaic:
             others = rng.integers(0, len(self), 3)
-            image, segments = mosaic4([self._resized(k) for k in (i, *others)], size, rng)
-        else:
-            image, segments = letterbox(*self._resized(i), size)
-        image, segments = random_affine(image, segments, size, self.hyp, rng)
+            return self._augmented(mosaic4([self._resized(k) for k in (i, *others)], self.imgsz, rng), rng)
+        return self._augmented(letterbox(*self._resized(i), self.imgsz), rng)
+
+    def _augmented(self, framed: tuple[np.ndarray, Segments], rng: np.random.Generator
+                   ) -> tuple[np.ndarray, Segments]:
+        image, segments = random_affine(*framed, self.imgsz, self.hyp, rng)
         image = augment_hsv(image, self.hyp, rng)
         return random_flips(image, segments, self.hyp, rng)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         image, segments = self.frame(i)
         cells = self.imgsz // self.mask_ratio
+        # Copy-paste draws from its own generator, so items it leaves alone are those of a run without it.
+        rng = np.random.default_rng([self.seed, self.epoch, i, 1])
+        if self.augment and self.hyp.copy_paste > 0 and rng.random() < self.hyp.copy_paste:
+            donor = int(rng.integers(0, len(self)))
+            donor_image, donor_segments = self._augmented(letterbox(*self._resized(donor), self.imgsz), rng)
+            image, boxes, masks = copy_paste(image, segments, donor_image, donor_segments, self.mask_ratio, rng)
+        else:
+            boxes = segments_boxes(segments, self.imgsz, self.imgsz)
+            masks = rasterize(segments, cells, cells, self.mask_ratio)
         return {
             # cv2.split is several times faster than a strided numpy transpose to channels-first.
             "image": torch.from_numpy(np.stack(cv2.split(image))),
-            "boxes": torch.from_numpy(segments_boxes(segments, self.imgsz, self.imgsz)),
-            "masks": torch.from_numpy(rasterize(segments, cells, cells, self.mask_ratio)),
+            "boxes": torch.from_numpy(boxes),
+            "masks": torch.from_numpy(masks),
         }
 
 
