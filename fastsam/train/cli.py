@@ -23,12 +23,18 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                     "`fastsam segment --model`; `fastsam train --resume RUN` continues an interrupted run.")
     p.add_argument("data", nargs="*", help="training data, one or more folders or COCO JSON files (auto-detected; "
                                            "--kind forces the reader); PATH:SPLIT picks a split per source, e.g. "
-                                           "tiny_coco:train2017")
+                                           "tiny_coco:train2017; PATH@W (or PATH:SPLIT@W) gives its sampling weight")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder (other options ignored but "
                                                    "--epochs, --device, --workers, --threads, --quiet)")
     p.add_argument("--out", default=d.out, help=f"run folder (default {d.out})")
     p.add_argument("--kind", choices=_KINDS, help="force the dataset reader")
     p.add_argument("--split", help="subfolder or instances file of DATA (e.g. train2017)")
+    p.add_argument("--source-weights", nargs="+", type=float, metavar="W",
+                   help="share of each DATA source in an epoch, e.g. 2 1 (or write PATH@W; default: every image "
+                        "equally likely, whatever its source)")
+    p.add_argument("--bsds-annotator", default="0", metavar="N|all|epoch",
+                   help="BSDS500 human segmentation per image: an index (default 0), all (each one its own item), "
+                        "or epoch (one drawn per image and epoch)")
     p.add_argument("--model", help="fine-tune from this checkpoint (Ultralytics .pt, fastsam .safetensors, zoo name)")
     p.add_argument("--scale", default=d.scale, choices=("n", "s", "m", "l", "x"), help="from-scratch size")
     p.add_argument("--reg-max", type=int, default=d.reg_max, help="DFL bins (16; FastSAM-x uses 26)")
@@ -78,6 +84,14 @@ def _hyp(pairs: list[str]) -> dict[str, float]:
     return values
 
 
+def _bsds_annotator(text: str) -> int | str:
+    if text in ("all", "epoch"):
+        return text
+    if text.isdigit():
+        return int(text)
+    raise InvalidInputError(f"--bsds-annotator takes an index >= 0, all or epoch, got {text!r}")
+
+
 def run_train(args: argparse.Namespace) -> int:
     from fastsam.train.trainer import Trainer
 
@@ -94,6 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise InvalidInputError("give the training DATA, or --resume RUN")
         config = TrainConfig(
             data=args.data[0] if len(args.data) == 1 else args.data, data_kind=args.kind, data_split=args.split,
+            source_weights=args.source_weights, bsds_annotator=_bsds_annotator(args.bsds_annotator),
             out=args.out, model=args.model,
             scale=args.scale, reg_max=args.reg_max, imgsz=args.imgsz, batch=args.batch,
             epochs=TrainConfig.epochs if args.epochs is None else args.epochs,

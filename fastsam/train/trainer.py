@@ -47,6 +47,8 @@ class TrainConfig:
 
     data: str | list[str] = ""  # training set(s): paths open_source detects, each optionally PATH:SPLIT
     data_kind: str | None = None  # force the reader: yolo, coco, bsds or sa1b
+    source_weights: list[float] | None = None  # share of each source in an epoch (or PATH@W); None: uniform images
+    bsds_annotator: int | str = 0  # BSDS500 human segmentation: an index, "all" (each its own item), "epoch" (drawn)
     data_split: str | None = None  # subfolder / instances file of `data` (e.g. train2017)
     out: str = "runs/train"  # run folder
     model: str | None = None  # fine-tune from this checkpoint (else from scratch at `scale`)
@@ -127,6 +129,15 @@ class TrainConfig:
             self.data = list(self.data)
         elif not isinstance(self.data, str):
             raise InvalidInputError(f"data must be a path or a list of paths, got {self.data!r:.120}")
+        from fastsam.train.data.bsds import ANNOTATOR_MODES
+        from fastsam.train.data.sources import source_weights
+
+        self.source_weights = source_weights(self.data, self.source_weights) if self.data else self.source_weights
+        if self.bsds_annotator not in ANNOTATOR_MODES and (
+                isinstance(self.bsds_annotator, bool) or not isinstance(self.bsds_annotator, int)
+                or self.bsds_annotator < 0):
+            raise InvalidInputError(f"bsds_annotator must be an index >= 0 or one of {ANNOTATOR_MODES}, "
+                                    f"got {self.bsds_annotator!r}")
         if self.val_limit is not None and self.val_limit < 1:
             raise InvalidInputError(f"val_limit must be >= 1, got {self.val_limit}")
         return self
@@ -237,6 +248,11 @@ class Trainer:
         self.dataset = dataset if dataset is not None else self._build_dataset()
         if len(self.dataset) == 0:
             raise InvalidInputError(f"the training data {config.data!r} holds no images")
+        if config.source_weights is not None and len(config.source_weights) > 1:
+            sources = getattr(getattr(self.dataset, "source", None), "sources", None)
+            if sources is None or len(sources) != len(config.source_weights):
+                raise InvalidInputError(f"{len(config.source_weights)} source weights, but the training dataset "
+                                        f"is not made of that many sources")
         self._val_source = val_source
         self.run_dir = Path(config.out)
         self.weights_dir = self.run_dir / "weights"
@@ -309,7 +325,7 @@ class Trainer:
         unknown = sorted(set(config.hyp) - known)
         if unknown:
             raise InvalidInputError(f"unknown augmentation setting(s) {unknown}; known: {sorted(known)}")
-        source = open_sources(config.data, config.data_kind, config.data_split)
+        source = open_sources(config.data, config.data_kind, config.data_split, config.bsds_annotator)
         return TrainingDataset(source, imgsz=config.imgsz, augment=config.augment, hyp=AugmentConfig(**config.hyp),
                                mask_ratio=config.mask_ratio, seed=config.seed)
 
@@ -340,7 +356,13 @@ class Trainer:
         # A generator seeded per epoch fixes both the order and the workers' seeds: resuming replays them.
         generator = torch.Generator().manual_seed(self.config.seed + epoch)
         sampler = None
-        if self.world > 1:
+        weights = self.config.source_weights
+        if weights is not None and len(weights) > 1:
+            from fastsam.train.data.sampling import SourceWeightedSampler
+
+            lengths = [len(source) for source in self.dataset.source.sources]
+            sampler = SourceWeightedSampler(lengths, weights, self.config.seed + epoch, self.rank, self.world)
+        elif self.world > 1:
             sampler = torch.utils.data.distributed.DistributedSampler(self.dataset, shuffle=True, seed=self.config.seed)
             sampler.set_epoch(epoch)
         workers = self._workers()

@@ -70,6 +70,8 @@ class TrainingDataset(Dataset):
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise InvalidInputError(f"epoch must be an integer >= 0, got {epoch!r:.80}")
         self.epoch = int(epoch)
+        if callable(getattr(self.source, "set_epoch", None)):
+            self.source.set_epoch(self.epoch)  # e.g. BSDS500 draws an annotator per epoch
 
     def preload(self, progress: bool = False) -> None:
         """Fill the cache now (with ``cache``), so that DataLoader workers forked later share it instead of
