@@ -60,6 +60,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW activations (NHWC is faster)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--workers", type=int, help="DataLoader workers (default from the core count)")
+    p.add_argument("--cache", default=d.cache, choices=("auto", "ram", "off"),
+                   help="keep the decoded, resized training images in RAM (auto: when they fit in 4 GiB and a "
+                        "quarter of the memory)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default every core)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-val", action="store_true", help="skip validation")
@@ -115,7 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
             nominal_batch=args.nbs, optimizer=args.optimizer, lr0=args.lr0, lrf=args.lrf, momentum=args.momentum,
             weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, cos_lr=args.cos_lr,
             close_mosaic=args.close_mosaic, augment=not args.no_augment, hyp=_hyp(args.hyp), amp=not args.no_amp,
-            channels_last=not args.no_channels_last, device=args.device, workers=args.workers,
+            channels_last=not args.no_channels_last, device=args.device, workers=args.workers, cache=args.cache,
             threads=args.threads, seed=args.seed, val=not args.no_val, val_data=args.val_data,
             val_split=args.val_split, val_every=args.val_every, val_limit=args.val_limit)
         trainer = Trainer(config, progress=progress)

@@ -39,6 +39,9 @@ from fastsam.train.optim import (OPTIMIZERS, WarmupSchedule, build_optimizer, re
                                  warmup_iterations)
 
 CHECKPOINT_FORMAT = "fastsam-train-1"
+CACHE_MODES = ("auto", "ram", "off")
+#: "auto" caches a training set whose images, resized, fit in this many bytes (and in a quarter of the RAM).
+CACHE_AUTO_BYTES = 4 << 30
 
 
 @dataclass
@@ -82,6 +85,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC activations: oneDNN / cuDNN convolutions run faster (~18% on a 2-core CPU)
     device: str = "auto"  # auto: cuda when available (LOCAL_RANK under torchrun), else cpu
     workers: int | None = None  # DataLoader workers (default: from the core count)
+    cache: str = "auto"  # decoded, resized images in RAM: "ram", "off", "auto" (ram when under CACHE_AUTO_BYTES)
     threads: int | None = None  # torch CPU threads (default: every core, shared among DDP processes)
     seed: int = 0
     val: bool = True
@@ -119,6 +123,8 @@ class TrainConfig:
                      "box", "cls", "dfl"):
             if getattr(self, name) < 0:
                 raise InvalidInputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.cache not in CACHE_MODES:
+            raise InvalidInputError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if self.workers is not None and self.workers < 0:
             raise InvalidInputError(f"workers must be >= 0, got {self.workers}")
         if not isinstance(self.hyp, dict):
@@ -184,6 +190,23 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return ("avx512_bf16" in flags or "amx_bf16" in flags) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _auto_cache_limit() -> int:
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError):
+        return 0
+    return min(CACHE_AUTO_BYTES, memory // 4)
+
+
+def _init_worker(_: int) -> None:
+    """DataLoader workers run OpenCV single-threaded: the compute threads own the cores, and a worker that
+    spawns threads of its own oversubscribes them (each of OpenMP's barriers then waits on a descheduled
+    thread)."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -326,8 +349,14 @@ class Trainer:
         if unknown:
             raise InvalidInputError(f"unknown augmentation setting(s) {unknown}; known: {sorted(known)}")
         source = open_sources(config.data, config.data_kind, config.data_split, config.bsds_annotator)
-        return TrainingDataset(source, imgsz=config.imgsz, augment=config.augment, hyp=AugmentConfig(**config.hyp),
-                               mask_ratio=config.mask_ratio, seed=config.seed)
+        dataset = TrainingDataset(source, imgsz=config.imgsz, augment=config.augment,
+                                  hyp=AugmentConfig(**config.hyp), mask_ratio=config.mask_ratio, seed=config.seed)
+        if config.cache == "ram" or (config.cache == "auto" and dataset.cache_bytes() <= _auto_cache_limit()):
+            # Decoded once here, before the workers fork and share it: a mosaic item reads four images, and
+            # decoding them (or tracing RLE outlines) each time costs more than the rest of its augmentation.
+            dataset.cache = True
+            dataset.preload(progress=self.progress and self.main_process)
+        return dataset
 
     @property
     def val_source(self) -> Any:
@@ -369,6 +398,7 @@ class Trainer:
         return torch.utils.data.DataLoader(
             self.dataset, batch_size=self.batch_per_rank, shuffle=sampler is None, sampler=sampler,
             num_workers=workers, collate_fn=collate, generator=generator, drop_last=False,
+            worker_init_fn=_init_worker if workers else None,
             pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     # -------------------------------------------------------------------------------------------- training

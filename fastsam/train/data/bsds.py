@@ -67,6 +67,7 @@ class BsdsSource:
         self.root, self.split, self.annotator, self.min_area = root, split, annotator, int(min_area)
         self.name = f"{root.name}/{split}"
         self.epoch = 0
+        self.varies_by_epoch = annotator == "epoch"  # an item's instances change with set_epoch: not cacheable
         mats = sorted((root / "groundTruth" / split).glob("*.mat"))
         if not mats:
             raise InvalidInputError(f"{root}: no groundTruth/{split}/*.mat files")

@@ -7,6 +7,9 @@ the final polygons straight at S / mask_ratio: no full-resolution mask is ever m
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 import torch
@@ -69,17 +72,26 @@ class TrainingDataset(Dataset):
         """Choose the epoch whose random draws the items use (call before each epoch, also when resuming)."""
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise InvalidInputError(f"epoch must be an integer >= 0, got {epoch!r:.80}")
+        if int(epoch) != self.epoch and getattr(self.source, "varies_by_epoch", False):
+            self._cache.clear()  # e.g. BSDS500 draws an annotator per epoch: last epoch's polygons are stale
         self.epoch = int(epoch)
         if callable(getattr(self.source, "set_epoch", None)):
-            self.source.set_epoch(self.epoch)  # e.g. BSDS500 draws an annotator per epoch
+            self.source.set_epoch(self.epoch)
 
     def preload(self, progress: bool = False) -> None:
         """Fill the cache now (with ``cache``), so that DataLoader workers forked later share it instead of
         each decoding every image again."""
         if not self.cache:
             raise InvalidInputError("preload needs a dataset made with cache=True")
-        for i in tqdm(range(len(self)), desc=f"caching {self.source.name}", disable=not progress):
-            self._resized(i)
+        # Decoding and resizing release the GIL: a thread per core.
+        with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+            for _ in tqdm(pool.map(self._resized, range(len(self))), total=len(self),
+                          desc=f"caching {self.source.name}", disable=not progress):
+                pass
+
+    def cache_bytes(self) -> int:
+        """An upper bound of the cache's size: every image at imgsz on its long side, square."""
+        return len(self) * self.imgsz * self.imgsz * 3
 
     def _resized(self, i: int) -> tuple[np.ndarray, Segments]:
         """Image i and its polygons, scaled so that the long side is imgsz."""
