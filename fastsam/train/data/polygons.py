@@ -10,6 +10,8 @@ Low-resolution masks are the majority vote of each cell's image pixels.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import cv2
 import numpy as np
 
@@ -94,6 +96,21 @@ def _majority(fine: np.ndarray, ratio: int) -> np.ndarray:
     return (2 * covered > ratio * ratio).astype(np.uint8)
 
 
+def _instance_fills(segments: list[list[np.ndarray]], height: int, width: int, ratio: int
+                    ) -> Iterator[tuple[int, tuple[int, int, int, int], np.ndarray]]:
+    """Per instance with a window on the (height, width) grid: its index, its cell window (x0, y0, x1, y1) and
+    its fill at image resolution inside the window (uint8 ((y1 - y0) r, (x1 - x0) r))."""
+    for k, polygons in enumerate(segments):
+        if not polygons:
+            continue
+        x0, y0, x1, y1 = _cell_window(polygons, height, width, ratio)
+        if x1 == x0 or y1 == y0:
+            continue
+        fine = np.zeros(((y1 - y0) * ratio, (x1 - x0) * ratio), np.uint8)
+        fill_polygons(fine, polygons, (x0 * ratio, y0 * ratio))
+        yield k, (x0, y0, x1, y1), fine
+
+
 def rasterize(segments: list[list[np.ndarray]], height: int, width: int, ratio: int = 1) -> np.ndarray:
     """uint8 (n, height, width) masks, one per instance, of polygons in pixels of an image ``ratio`` times
     larger: a mask cell is on when more than half of its ratio x ratio image pixels are filled.
@@ -103,14 +120,7 @@ def rasterize(segments: list[list[np.ndarray]], height: int, width: int, ratio: 
     resolution inside its own box only and averaged down: no full-size mask is made.
     """
     masks = np.zeros((len(segments), height, width), np.uint8)
-    for k, polygons in enumerate(segments):
-        if not polygons:
-            continue
-        x0, y0, x1, y1 = _cell_window(polygons, height, width, ratio)
-        if x1 == x0 or y1 == y0:
-            continue
-        fine = np.zeros(((y1 - y0) * ratio, (x1 - x0) * ratio), np.uint8)
-        fill_polygons(fine, polygons, (x0 * ratio, y0 * ratio))
+    for k, (x0, y0, x1, y1), fine in _instance_fills(segments, height, width, ratio):
         masks[k, y0:y1, x0:x1] = _majority(fine, ratio)
     return masks
 
@@ -124,14 +134,7 @@ def rasterize_visible(segments: list[list[np.ndarray]], height: int, width: int,
     own window only."""
     masks = np.zeros((len(segments), height, width), np.uint8)
     boxes = segments_boxes(segments, width * ratio, height * ratio)
-    for k, polygons in enumerate(segments):
-        if not polygons:
-            continue
-        x0, y0, x1, y1 = _cell_window(polygons, height, width, ratio)
-        if x1 == x0 or y1 == y0:
-            continue
-        fine = np.zeros(((y1 - y0) * ratio, (x1 - x0) * ratio), np.uint8)
-        fill_polygons(fine, polygons, (x0 * ratio, y0 * ratio))
+    for k, (x0, y0, x1, y1), fine in _instance_fills(segments, height, width, ratio):
         hidden = fine & occluder[y0 * ratio:y1 * ratio, x0 * ratio:x1 * ratio]
         if not hidden.any():
             masks[k, y0:y1, x0:x1] = _majority(fine, ratio)
