@@ -18,9 +18,10 @@ import os
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -200,13 +201,20 @@ def _auto_cache_limit() -> int:
     return min(CACHE_AUTO_BYTES, memory // 4)
 
 
-def _init_worker(_: int) -> None:
-    """DataLoader workers run OpenCV single-threaded: the compute threads own the cores, and a worker that
-    spawns threads of its own oversubscribes them (each of OpenMP's barriers then waits on a descheduled
-    thread)."""
+@contextmanager
+def _single_threaded_opencv() -> Iterator[None]:
+    """OpenCV on one thread while an epoch runs, so that the DataLoader workers forked meanwhile inherit it:
+    the compute threads own the cores, and a worker spawning threads of its own oversubscribes them (each of
+    OpenMP's barriers then waits on a descheduled thread). Set here, not in the worker: changing OpenCV's
+    thread count in a forked child whose parent used its pool hangs."""
     import cv2
 
+    previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -398,7 +406,6 @@ class Trainer:
         return torch.utils.data.DataLoader(
             self.dataset, batch_size=self.batch_per_rank, shuffle=sampler is None, sampler=sampler,
             num_workers=workers, collate_fn=collate, generator=generator, drop_last=False,
-            worker_init_fn=_init_worker if workers else None,
             pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     # -------------------------------------------------------------------------------------------- training
@@ -426,6 +433,10 @@ class Trainer:
         return self.config.val and self.main_process and (last or (epoch + 1) % self.config.val_every == 0)
 
     def _train_epoch(self, epoch: int) -> dict:
+        with _single_threaded_opencv():
+            return self._train_epoch_steps(epoch)
+
+    def _train_epoch_steps(self, epoch: int) -> dict:
         config = self.config
         if hasattr(self.dataset, "mosaic"):
             self.dataset.mosaic = bool(config.augment) and epoch < config.epochs - config.close_mosaic
@@ -443,8 +454,9 @@ class Trainer:
             step = i + self.batches_per_epoch * epoch
             accumulate = self.schedule.apply(self.optimizer, step, epoch)
             images = batch["images"].to(self.device, non_blocking=True)
-            if self.config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            # collate_batch makes them channels-last already: then this is free.
+            images = images.contiguous(memory_format=torch.channels_last if self.config.channels_last
+                                       else torch.contiguous_format)
             with self._autocast():
                 out = self.train_model(images)
             loss, items = self.criterion(out, batch)
