@@ -68,6 +68,36 @@ def test_mask_loss_on_box_crops_equals_the_full_prototype_formula() -> None:
     assert fast.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
 
 
+def test_mask_loss_over_many_window_sizes_equals_the_full_prototype_formula() -> None:
+    """Random boxes from a cell to the whole prototype (many window buckets, windows pushed back inside the
+    border), a degenerate box, and instances with 1 to 5 positives: still YOLOv8's formula."""
+    torch.manual_seed(1)
+    imgsz, nm, h, b, m, a = 128, 8, 32, 3, 7, 30
+    protos, coefs = torch.randn(b, nm, h, h), torch.randn(b, a, nm)
+    corners = torch.rand(b, m, 2, 2) * imgsz
+    gt_boxes = torch.cat((corners.amin(2), corners.amax(2)), -1)
+    gt_boxes[0, 0] = torch.tensor([0.0, 0.0, imgsz, imgsz])
+    gt_boxes[1, 1] = torch.tensor([100.0, 3.0, 100.0, 90.0])  # no width: adds nothing
+    gt_boxes[2, 2] = torch.tensor([121.3, 119.0, 128.0, 128.0])  # a one-cell corner box
+    fg = torch.rand(b, a) < 0.6
+    gt_index = torch.randint(0, m, (b, a))
+    gt_rows = torch.arange(b * m).view(b, m)
+    masks = (torch.rand(b * m, h, h) > 0.5).float()
+    fast = SegmentationLoss._mask_loss(fg, gt_index, gt_rows, gt_boxes, masks, protos, coefs, (imgsz, imgsz))
+
+    cols, rows = torch.arange(h).view(1, h), torch.arange(h).view(h, 1)
+    terms = []
+    for i, j in fg.nonzero().tolist():
+        g = gt_index[i, j]
+        box = gt_boxes[i, g] * h / imgsz
+        inside = (cols >= box[0]) & (cols < box[2]) & (rows >= box[1]) & (rows < box[3])
+        logits = torch.einsum("n,nhw->hw", coefs[i, j], protos[i])
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, masks[gt_rows[i, g]], reduction="none")
+        area = ((gt_boxes[i, g, 2] - gt_boxes[i, g, 0]) * (gt_boxes[i, g, 3] - gt_boxes[i, g, 1]) / imgsz ** 2)
+        terms.append((bce * inside).mean() / area.clamp(min=1e-9))
+    assert fast.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
+
+
 def test_pad_targets_groups_instances_by_image() -> None:
     batch_idx = torch.tensor([1, 0, 1, 1])
     boxes = torch.arange(16, dtype=torch.float32).view(4, 4)
