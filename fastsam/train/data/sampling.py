@@ -15,8 +15,8 @@ class SourceWeightedSampler(Sampler[int]):
     """An epoch of ``sum(lengths)`` indices into sources concatenated in order (as ConcatSource): each draw picks
     source s with probability ``weights[s] / sum(weights)``, then one of its images uniformly (with replacement),
     so a small source with a large weight is seen several times per epoch and a large one with a small weight
-    partly. Every rank draws the same sequence from ``seed`` (use a new seed per epoch) and keeps every
-    ``world``-th index from ``rank`` on."""
+    partly. Every rank draws the same sequence from ``seed`` (use a new seed per epoch), ``world`` times
+    ceil(total / world) long, and keeps every ``world``-th index from ``rank`` on."""
 
     def __init__(self, lengths: Sequence[int], weights: Sequence[float], seed: int, rank: int = 0,
                  world: int = 1) -> None:
@@ -33,12 +33,13 @@ class SourceWeightedSampler(Sampler[int]):
         self.seed, self.rank, self.world = int(seed), int(rank), int(world)
 
     def __len__(self) -> int:
-        return len(range(self.rank, int(self.lengths.sum()), self.world))
+        # Every rank the same number (as DistributedSampler): ranks with fewer batches would hang DDP.
+        return math.ceil(int(self.lengths.sum()) / self.world)
 
     def indices(self) -> np.ndarray:
         """The whole epoch's draws (all ranks), int64."""
         rng = np.random.default_rng(self.seed)
-        total = int(self.lengths.sum())
+        total = len(self) * self.world
         source = rng.choice(len(self.lengths), size=total, p=self.probabilities)
         within = np.floor(rng.random(total) * self.lengths[source]).astype(np.int64)
         return (np.cumsum(self.lengths) - self.lengths)[source] + within
