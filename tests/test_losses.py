@@ -40,9 +40,27 @@ def test_box_distance_round_trip_and_clamp() -> None:
     assert boxes_to_distances(points, torch.tensor([[-40.0, 0.0, 5.0, 5.0]]), 15)[0, 0].item() == pytest.approx(14.99)
 
 
+def _full_prototype_mask_loss(fg: torch.Tensor, gt_index: torch.Tensor, gt_rows: torch.Tensor,
+                              gt_boxes: torch.Tensor, masks: torch.Tensor, protos: torch.Tensor, coefs: torch.Tensor,
+                              imgsz: tuple[int, int]) -> float:
+    """YOLOv8's formula, one positive at a time: BCE on the full mask, zeroed outside the box, averaged over the
+    mask, divided by the box's normalised area, averaged over positives."""
+    h, w = protos.shape[-2:]
+    cols, rows = torch.arange(w).view(1, w), torch.arange(h).view(h, 1)
+    terms = []
+    for b, a in fg.nonzero().tolist():
+        g = gt_index[b, a]
+        box = gt_boxes[b, g] * torch.tensor([w / imgsz[1], h / imgsz[0]] * 2)
+        inside = (cols >= box[0]) & (cols < box[2]) & (rows >= box[1]) & (rows < box[3])
+        logits = torch.einsum("n,nhw->hw", coefs[b, a], protos[b])
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, masks[gt_rows[b, g]], reduction="none")
+        area = (gt_boxes[b, g, 2] - gt_boxes[b, g, 0]) * (gt_boxes[b, g, 3] - gt_boxes[b, g, 1]) / (imgsz[0] * imgsz[1])
+        terms.append((bce * inside).mean() / area.clamp(min=1e-9))
+    return torch.stack(terms).mean().item()
+
+
 def test_mask_loss_on_box_crops_equals_the_full_prototype_formula() -> None:
-    """The crop-only evaluation gives YOLOv8's formula: BCE on the full mask, zeroed outside the box, averaged
-    over the mask, divided by the box's normalised area, averaged over positives."""
+    """Evaluating each instance on a window around its box only gives YOLOv8's formula."""
     torch.manual_seed(0)
     imgsz, nm, h = 64, 4, 16
     protos = torch.randn(2, nm, h, h)
@@ -52,20 +70,27 @@ def test_mask_loss_on_box_crops_equals_the_full_prototype_formula() -> None:
     gt_boxes = torch.tensor([[[3.5, 10.0, 40.2, 33.0], [20.0, 0.0, 64.0, 64.0]], [[0.0, 8.0, 17.0, 30.5], [0.0] * 4]])
     gt_rows = torch.tensor([[0, 1], [2, 0]])
     masks = (torch.rand(3, h, h) > 0.5).float()
-    fast = SegmentationLoss._mask_loss(fg, gt_index, gt_rows, gt_boxes, masks, protos, coefs, (imgsz, imgsz))
+    args = (fg, gt_index, gt_rows, gt_boxes, masks, protos, coefs, (imgsz, imgsz))
+    assert SegmentationLoss._mask_loss(*args).item() == pytest.approx(_full_prototype_mask_loss(*args), rel=1e-5)
 
-    cols = torch.arange(h).view(1, h)
-    rows = torch.arange(h).view(h, 1)
-    terms = []
-    for b, a in fg.nonzero().tolist():
-        g = gt_index[b, a]
-        box = gt_boxes[b, g] * h / imgsz
-        inside = (cols >= box[0]) & (cols < box[2]) & (rows >= box[1]) & (rows < box[3])
-        logits = torch.einsum("n,nhw->hw", coefs[b, a], protos[b])
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, masks[gt_rows[b, g]], reduction="none")
-        area = (gt_boxes[b, g, 2] - gt_boxes[b, g, 0]) * (gt_boxes[b, g, 3] - gt_boxes[b, g, 1]) / imgsz ** 2
-        terms.append((bce * inside).mean() / area)
-    assert fast.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
+
+def test_mask_loss_over_many_window_sizes_equals_the_full_prototype_formula() -> None:
+    """Random boxes from a cell to the whole prototype (many window buckets, windows pushed back inside the
+    border), a degenerate box, and instances with 1 to 5 positives: still YOLOv8's formula."""
+    torch.manual_seed(1)
+    imgsz, nm, h, b, m, a = 128, 8, 32, 3, 7, 30
+    protos, coefs = torch.randn(b, nm, h, h), torch.randn(b, a, nm)
+    corners = torch.rand(b, m, 2, 2) * imgsz
+    gt_boxes = torch.cat((corners.amin(2), corners.amax(2)), -1)
+    gt_boxes[0, 0] = torch.tensor([0.0, 0.0, imgsz, imgsz])
+    gt_boxes[1, 1] = torch.tensor([100.0, 3.0, 100.0, 90.0])  # no width: adds nothing
+    gt_boxes[2, 2] = torch.tensor([121.3, 119.0, 128.0, 128.0])  # a one-cell corner box
+    fg = torch.rand(b, a) < 0.6
+    gt_index = torch.randint(0, m, (b, a))
+    gt_rows = torch.arange(b * m).view(b, m)
+    masks = (torch.rand(b * m, h, h) > 0.5).float()
+    args = (fg, gt_index, gt_rows, gt_boxes, masks, protos, coefs, (imgsz, imgsz))
+    assert SegmentationLoss._mask_loss(*args).item() == pytest.approx(_full_prototype_mask_loss(*args), rel=1e-5)
 
 
 def test_pad_targets_groups_instances_by_image() -> None:

@@ -14,9 +14,10 @@ import torch
 from pycocotools import mask as coco_mask
 
 from fastsam.errors import ImageReadError, InvalidInputError
-from fastsam.train.data import (BsdsSource, CocoSource, ConcatSource, TrainingDataset, YoloSegSource,
-                                coco_ground_truth, collate_batch, open_source, open_sources)
-from fastsam.train.data.sources import split_spec
+from fastsam.train.data import (AugmentConfig, BsdsSource, CocoSource, ConcatSource, TrainingDataset,
+                                YoloSegSource, coco_ground_truth, collate_batch, open_source, open_sources)
+from fastsam.train.data.sampling import SourceWeightedSampler
+from fastsam.train.data.sources import source_weights, split_spec, split_weight
 from fastsam.train.data.polygons import (clip_polygon, mask_to_polygons, merge_polygons, polygon_area,
                                          rasterize, rle_to_polygons)
 from fastsam.train.data.rle_crop import decode_box, rle_runs
@@ -228,6 +229,62 @@ def test_bsds_reader_regions_annotators_and_small_regions(tmp_path: Path) -> Non
         BsdsSource(tmp_path, annotator=-1)
 
 
+def test_bsds_annotator_drawn_per_epoch_is_deterministic_and_covers_every_annotator(tmp_path: Path) -> None:
+    first = np.ones((40, 60), np.uint16)
+    first[:, 30:] = 2
+    second = np.ones((40, 60), np.uint16)
+    second[20:, :] = 2
+    second[20:, 40:] = 3
+    _write_bsds(tmp_path, "1", [first, second])
+    source = open_source(tmp_path, bsds_annotator="epoch")
+    assert isinstance(source, BsdsSource) and len(source) == 1
+    # The dataset passes its epoch on, through a ConcatSource too.
+    dataset = TrainingDataset(ConcatSource([source]), 64, augment=False)
+    counts = []
+    for epoch in range(12):
+        dataset.set_epoch(epoch)
+        counts.append(len(source.load(0).segments))
+        assert len(source.load(0).segments) == counts[-1] and len(dataset[0]["boxes"]) == counts[-1]
+    assert set(counts) == {2, 3}  # both annotators' partitions appear
+    dataset.set_epoch(3)
+    assert len(source.load(0).segments) == counts[3]
+    with pytest.raises(InvalidInputError, match="annotator"):
+        BsdsSource(tmp_path, annotator="some")
+
+
+def test_source_weights_from_specs_and_lists() -> None:
+    assert split_weight("data/a:train@2.5") == ("data/a:train", 2.5)
+    assert split_weight("data/a") == ("data/a", None) and split_weight("user@host") == ("user@host", None)
+    with pytest.raises(InvalidInputError, match="positive"):
+        split_weight("data/a@0")
+    assert source_weights(["a", "b"]) is None
+    assert source_weights(["a@3", "b"]) == [3.0, 1.0]
+    assert source_weights(["a", "b"], [2, 1]) == [2.0, 1.0] and source_weights(["a@2", "b"], [2.0, 1.0]) == [2, 1]
+    for specs, weights in ((["a", "b"], [1.0]), (["a", "b"], [1.0, -1.0]), (["a@3", "b"], [1.0, 1.0])):
+        with pytest.raises(InvalidInputError):
+            source_weights(specs, weights)
+
+
+def test_source_weighted_sampler_shares_determinism_and_ranks() -> None:
+    sampler = SourceWeightedSampler([10, 90], [1, 1], seed=5)
+    drawn = np.array(list(sampler))
+    assert len(drawn) == 100 and drawn.min() >= 0 and drawn.max() < 100
+    share = (drawn < 10).mean()
+    assert 0.35 < share < 0.65  # half the epoch from the 10-image source, against 10% uniformly
+    assert list(SourceWeightedSampler([10, 90], [1, 1], seed=5)) == drawn.tolist()
+    assert list(SourceWeightedSampler([10, 90], [1, 1], seed=6)) != drawn.tolist()
+    ranks = [list(SourceWeightedSampler([10, 90], [1, 1], seed=5, rank=r, world=3)) for r in range(3)]
+    assert [len(r) for r in ranks] == [34, 34, 34]  # equal per rank, as DDP needs
+    full = SourceWeightedSampler([10, 90], [1, 1], seed=5, world=3).indices()
+    assert len(full) == 102 and np.array(ranks).T.reshape(-1).tolist() == full.tolist()  # a partition of it
+    heavy = np.array(list(SourceWeightedSampler([10, 90], [9, 1], seed=5)))
+    assert (heavy < 10).mean() > 0.8
+    with pytest.raises(InvalidInputError):
+        SourceWeightedSampler([10, 0], [1, 1], seed=0)
+    with pytest.raises(InvalidInputError):
+        SourceWeightedSampler([10, 5], [1], seed=0)
+
+
 def test_open_source_detection_and_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="no such"):
         open_source(tmp_path / "missing")
@@ -274,6 +331,8 @@ def test_open_sources_with_per_source_splits(tmp_path: Path) -> None:
         open_sources([])
     with pytest.raises(InvalidInputError, match="non-empty"):
         open_sources([str(tmp_path / "q"), ""])
+    weighted = open_sources([f"{tmp_path / 'p'}:val@2", f"{tmp_path / 'q'}@0.5"])  # weights: for the sampler
+    assert [weighted.image_path(i).name for i in range(len(weighted))] == ["b.jpg", "q.jpg"]
 
 
 def test_a_minimal_source_is_enough(tmp_path: Path) -> None:
@@ -401,3 +460,30 @@ def test_bsds500() -> None:
     assert sample.image.shape in ((321, 481, 3), (481, 321, 3)) and len(sample.segments) >= 2
     masks = rasterize(sample.segments, *sample.image.shape[:2])
     assert (masks.sum(axis=0) >= 1).mean() > 0.9  # the regions cover the image
+
+
+def test_camvid_rle_regions_load_and_stay_aligned_through_augmentation() -> None:
+    """CamVid's COCO RLE regions read through the COCO reader: each instance, filled from its traced outline,
+    is its RLE mask with holes filled, and a flip moves the masks with the pixels."""
+    from scipy.ndimage import binary_fill_holes
+
+    source = open_sources(f"{_real('camvid')}:train")
+    assert isinstance(source, CocoSource) and len(source) == 367
+    record = source._images[0]
+    rles = [a["segmentation"] for a in source._by_image[record["id"]]]
+    height, width = record["height"], record["width"]
+    plain = TrainingDataset(source, max(height, width), augment=False, mask_ratio=1)
+    item = plain[0]
+    top = (max(height, width) - height) // 2
+    masks = item["masks"].numpy()[:, top:top + height, :width].astype(bool)
+    assert len(masks) == len(rles) >= 20
+    for mask, rle in zip(masks, rles):
+        expected = binary_fill_holes(coco_mask.decode(rle).astype(bool))
+        assert (mask == expected).mean() > 0.995
+    flipped = TrainingDataset(source, max(height, width), augment=True, mask_ratio=1,
+                              hyp=AugmentConfig(hsv_h=0, hsv_s=0, hsv_v=0, translate=0, scale=0, mosaic=0, fliplr=1))
+    turned = flipped[0]
+    assert torch.equal(turned["image"], item["image"].flip(-1))
+    assert len(turned["masks"]) == len(item["masks"])
+    agreement = (turned["masks"].numpy() == item["masks"].numpy()[:, :, ::-1]).mean()
+    assert agreement > 0.999

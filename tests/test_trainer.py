@@ -39,8 +39,8 @@ def make_shapes_dataset(folder: Path, count: int = 4, size: int = 96, seed: int 
     return folder
 
 
-def tiny_config(data: Path, out: Path, **changes) -> TrainConfig:
-    settings = dict(data=str(data), out=str(out), imgsz=64, batch=2, nominal_batch=2, epochs=3, warmup_epochs=0,
+def tiny_config(data: Path | list[str], out: Path, **changes) -> TrainConfig:
+    settings = dict(data=data if isinstance(data, list) else str(data), out=str(out), imgsz=64, batch=2, nominal_batch=2, epochs=3, warmup_epochs=0,
                     close_mosaic=1, val=False, workers=0, threads=1, seed=3, plots=False)
     settings.update(changes)
     return TrainConfig(**settings)
@@ -58,12 +58,17 @@ def test_smoke_training_loss_falls(tmp_path: Path) -> None:
     assert history[-1]["train/mask_loss"] < 0.5 * history[0]["train/mask_loss"]
 
 
-def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recipe", ["default", "weighted_sources_and_copy_paste"])
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, recipe: str) -> None:
     data = make_shapes_dataset(tmp_path / "shapes", count=4)
-    straight = Trainer(tiny_config(data, tmp_path / "straight"), progress=False)
+    changes: dict = {}
+    if recipe != "default":  # two sources, the second drawn 3x as often per image, and copy-paste
+        other = make_shapes_dataset(tmp_path / "more", count=2, seed=1)
+        data, changes = [str(data), f"{other}@3"], dict(hyp={"copy_paste": 0.5})
+    straight = Trainer(tiny_config(data, tmp_path / "straight", **changes), progress=False)
     straight.fit()
 
-    first = Trainer(tiny_config(data, tmp_path / "resumed"), progress=False)
+    first = Trainer(tiny_config(data, tmp_path / "resumed", **changes), progress=False)
     first.fit(stop_after_epochs=1)  # "interrupted" after epoch 1 of 3
     del first
     torch.manual_seed(1234)  # disturb the global RNG: resuming must restore it
@@ -135,3 +140,16 @@ def test_train_cli_runs_and_resumes(tmp_path: Path) -> None:
     assert main(["train", str(tmp_path / "missing"), "--out", str(run)]) == 2
     assert main(["train", str(data), "--out", str(tmp_path / "r2"), "--hyp", "bogus=1", *common]) == 2
     assert main(["train", str(data), "--out", str(tmp_path / "r2"), "--hyp", "scale", *common]) == 2
+    assert main(["train", str(data), str(data), "--source-weights", "1", "--out", str(tmp_path / "r3"), *common]) == 2
+    assert main(["train", str(data), "--bsds-annotator", "some", "--out", str(tmp_path / "r3"), *common]) == 2
+
+
+def test_source_weights_set_the_share_of_each_source(tmp_path: Path) -> None:
+    small = make_shapes_dataset(tmp_path / "small", count=2)
+    large = make_shapes_dataset(tmp_path / "large", count=8, seed=1)
+    trainer = Trainer(tiny_config([f"{small}@4", str(large)], tmp_path / "run"), progress=False)
+    assert trainer.config.source_weights == [4.0, 1.0]
+    drawn = [i for epoch in range(5) for i in trainer._loader(epoch).sampler]
+    assert len(drawn) == 5 * 10 and (np.array(drawn) < 2).mean() > 0.6  # 80% expected, 20% uniformly
+    with pytest.raises(InvalidInputError, match="sampling weight"):
+        tiny_config([str(small), str(large)], tmp_path / "run", source_weights=[1.0]).check()

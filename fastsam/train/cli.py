@@ -23,12 +23,18 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                     "`fastsam segment --model`; `fastsam train --resume RUN` continues an interrupted run.")
     p.add_argument("data", nargs="*", help="training data, one or more folders or COCO JSON files (auto-detected; "
                                            "--kind forces the reader); PATH:SPLIT picks a split per source, e.g. "
-                                           "tiny_coco:train2017")
+                                           "tiny_coco:train2017; PATH@W (or PATH:SPLIT@W) gives its sampling weight")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder (other options ignored but "
                                                    "--epochs, --device, --workers, --threads, --quiet)")
     p.add_argument("--out", default=d.out, help=f"run folder (default {d.out})")
     p.add_argument("--kind", choices=_KINDS, help="force the dataset reader")
     p.add_argument("--split", help="subfolder or instances file of DATA (e.g. train2017)")
+    p.add_argument("--source-weights", nargs="+", type=float, metavar="W",
+                   help="share of each DATA source in an epoch, e.g. 2 1 (or write PATH@W; default: every image "
+                        "equally likely, whatever its source)")
+    p.add_argument("--bsds-annotator", default="0", metavar="N|all|epoch",
+                   help="BSDS500 human segmentation per image: an index (default 0), all (each one its own item), "
+                        "or epoch (one drawn per image and epoch)")
     p.add_argument("--model", help="fine-tune from this checkpoint (Ultralytics .pt, fastsam .safetensors, zoo name)")
     p.add_argument("--scale", default=d.scale, choices=("n", "s", "m", "l", "x"), help="from-scratch size")
     p.add_argument("--reg-max", type=int, default=d.reg_max, help="DFL bins (16; FastSAM-x uses 26)")
@@ -48,11 +54,15 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-augment", action="store_true", help="letterbox only")
     p.add_argument("--hyp", nargs="+", default=[], metavar="KEY=VALUE",
                    help="augmentation overrides, e.g. scale=0.9 mosaic=0.5 (hsv_h, hsv_s, hsv_v, degrees, translate, "
-                        "scale, shear, perspective, flipud, fliplr, mosaic)")
+                        "scale, shear, perspective, flipud, fliplr, mosaic, copy_paste: probability of pasting "
+                        "another image's instances, default 0)")
     p.add_argument("--no-amp", action="store_true", help="full fp32 (default: fp16 autocast on CUDA, bf16 on CPUs with native bf16)")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW activations (NHWC is faster)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--workers", type=int, help="DataLoader workers (default from the core count)")
+    p.add_argument("--cache", default=d.cache, choices=("auto", "ram", "off"),
+                   help="keep the decoded, resized training images in RAM (auto: when they fit in 4 GiB and a "
+                        "quarter of the memory)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default every core)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-val", action="store_true", help="skip validation")
@@ -77,6 +87,14 @@ def _hyp(pairs: list[str]) -> dict[str, float]:
     return values
 
 
+def _bsds_annotator(text: str) -> int | str:
+    if text in ("all", "epoch"):
+        return text
+    if text.isdigit():
+        return int(text)
+    raise InvalidInputError(f"--bsds-annotator takes an index >= 0, all or epoch, got {text!r}")
+
+
 def run_train(args: argparse.Namespace) -> int:
     from fastsam.train.trainer import Trainer
 
@@ -93,13 +111,14 @@ def run_train(args: argparse.Namespace) -> int:
             raise InvalidInputError("give the training DATA, or --resume RUN")
         config = TrainConfig(
             data=args.data[0] if len(args.data) == 1 else args.data, data_kind=args.kind, data_split=args.split,
+            source_weights=args.source_weights, bsds_annotator=_bsds_annotator(args.bsds_annotator),
             out=args.out, model=args.model,
             scale=args.scale, reg_max=args.reg_max, imgsz=args.imgsz, batch=args.batch,
             epochs=TrainConfig.epochs if args.epochs is None else args.epochs,
             nominal_batch=args.nbs, optimizer=args.optimizer, lr0=args.lr0, lrf=args.lrf, momentum=args.momentum,
             weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, cos_lr=args.cos_lr,
             close_mosaic=args.close_mosaic, augment=not args.no_augment, hyp=_hyp(args.hyp), amp=not args.no_amp,
-            channels_last=not args.no_channels_last, device=args.device, workers=args.workers,
+            channels_last=not args.no_channels_last, device=args.device, workers=args.workers, cache=args.cache,
             threads=args.threads, seed=args.seed, val=not args.no_val, val_data=args.val_data,
             val_split=args.val_split, val_every=args.val_every, val_limit=args.val_limit)
         trainer = Trainer(config, progress=progress)

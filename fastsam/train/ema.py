@@ -29,9 +29,12 @@ class ModelEMA:
         self.updates += 1
         d = self.current_decay()
         source = unwrap(model).state_dict()
-        for name, value in self.module.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.mul_(d).add_(source[name].detach(), alpha=1 - d)
+        averaged = [(value, source[name]) for name, value in self.module.state_dict().items()
+                    if value.dtype.is_floating_point]
+        # One multi-tensor kernel per operation instead of two per tensor (~300 tensors), same arithmetic.
+        ema_values, model_values = [a for a, _ in averaged], [m for _, m in averaged]
+        torch._foreach_mul_(ema_values, d)
+        torch._foreach_add_(ema_values, model_values, alpha=1 - d)
 
     def state_dict(self) -> dict:
         return {"module": self.module.state_dict(), "updates": self.updates}

@@ -62,9 +62,10 @@ def build_optimizer(model: nn.Module, settings: OptimSettings, weight_decay: flo
                 weights.append(param)
     groups = [{"params": biases, "weight_decay": 0.0}, {"params": weights, "weight_decay": weight_decay},
               {"params": norms, "weight_decay": 0.0}]
+    # foreach: multi-tensor kernels, also on CPUs (torch picks them by default on GPUs only).
     if settings.name == "SGD":
-        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=settings.lr, betas=(settings.momentum, 0.999))
+        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=True, foreach=True)
+    return torch.optim.AdamW(groups, lr=settings.lr, betas=(settings.momentum, 0.999), foreach=True)
 
 
 def lr_factor(epoch: float, epochs: int, lrf: float, cosine: bool) -> float:

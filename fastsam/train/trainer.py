@@ -18,9 +18,10 @@ import os
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from fastsam.train.optim import (OPTIMIZERS, WarmupSchedule, build_optimizer, re
                                  warmup_iterations)
 
 CHECKPOINT_FORMAT = "fastsam-train-1"
+CACHE_MODES = ("auto", "ram", "off")
+#: "auto" caches a training set whose images, resized, fit in this many bytes (and in a quarter of the RAM).
+CACHE_AUTO_BYTES = 4 << 30
 
 
 @dataclass
@@ -47,6 +51,8 @@ class TrainConfig:
 
     data: str | list[str] = ""  # training set(s): paths open_source detects, each optionally PATH:SPLIT
     data_kind: str | None = None  # force the reader: yolo, coco, bsds or sa1b
+    source_weights: list[float] | None = None  # share of each source in an epoch (or PATH@W); None: uniform images
+    bsds_annotator: int | str = 0  # BSDS500 human segmentation: an index, "all" (each its own item), "epoch" (drawn)
     data_split: str | None = None  # subfolder / instances file of `data` (e.g. train2017)
     out: str = "runs/train"  # run folder
     model: str | None = None  # fine-tune from this checkpoint (else from scratch at `scale`)
@@ -80,6 +86,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC activations: oneDNN / cuDNN convolutions run faster (~18% on a 2-core CPU)
     device: str = "auto"  # auto: cuda when available (LOCAL_RANK under torchrun), else cpu
     workers: int | None = None  # DataLoader workers (default: from the core count)
+    cache: str = "auto"  # decoded, resized images in RAM: "ram", "off", "auto" (ram when under CACHE_AUTO_BYTES)
     threads: int | None = None  # torch CPU threads (default: every core, shared among DDP processes)
     seed: int = 0
     val: bool = True
@@ -117,6 +124,8 @@ class TrainConfig:
                      "box", "cls", "dfl"):
             if getattr(self, name) < 0:
                 raise InvalidInputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.cache not in CACHE_MODES:
+            raise InvalidInputError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if self.workers is not None and self.workers < 0:
             raise InvalidInputError(f"workers must be >= 0, got {self.workers}")
         if not isinstance(self.hyp, dict):
@@ -127,6 +136,15 @@ class TrainConfig:
             self.data = list(self.data)
         elif not isinstance(self.data, str):
             raise InvalidInputError(f"data must be a path or a list of paths, got {self.data!r:.120}")
+        from fastsam.train.data.bsds import ANNOTATOR_MODES
+        from fastsam.train.data.sources import source_weights
+
+        self.source_weights = source_weights(self.data, self.source_weights) if self.data else self.source_weights
+        if self.bsds_annotator not in ANNOTATOR_MODES and (
+                isinstance(self.bsds_annotator, bool) or not isinstance(self.bsds_annotator, int)
+                or self.bsds_annotator < 0):
+            raise InvalidInputError(f"bsds_annotator must be an index >= 0 or one of {ANNOTATOR_MODES}, "
+                                    f"got {self.bsds_annotator!r}")
         if self.val_limit is not None and self.val_limit < 1:
             raise InvalidInputError(f"val_limit must be >= 1, got {self.val_limit}")
         return self
@@ -173,6 +191,30 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return ("avx512_bf16" in flags or "amx_bf16" in flags) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _auto_cache_limit() -> int:
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError):
+        return 0
+    return min(CACHE_AUTO_BYTES, memory // 4)
+
+
+@contextmanager
+def _single_threaded_opencv() -> Iterator[None]:
+    """OpenCV on one thread while an epoch runs, so that the DataLoader workers forked meanwhile inherit it:
+    the compute threads own the cores, and a worker spawning threads of its own oversubscribes them (each of
+    OpenMP's barriers then waits on a descheduled thread). Set here, not in the worker: changing OpenCV's
+    thread count in a forked child whose parent used its pool hangs."""
+    import cv2
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -237,6 +279,11 @@ class Trainer:
         self.dataset = dataset if dataset is not None else self._build_dataset()
         if len(self.dataset) == 0:
             raise InvalidInputError(f"the training data {config.data!r} holds no images")
+        if config.source_weights is not None and len(config.source_weights) > 1:
+            sources = getattr(getattr(self.dataset, "source", None), "sources", None)
+            if sources is None or len(sources) != len(config.source_weights):
+                raise InvalidInputError(f"{len(config.source_weights)} source weights, but the training dataset "
+                                        f"is not made of that many sources")
         self._val_source = val_source
         self.run_dir = Path(config.out)
         self.weights_dir = self.run_dir / "weights"
@@ -309,9 +356,15 @@ class Trainer:
         unknown = sorted(set(config.hyp) - known)
         if unknown:
             raise InvalidInputError(f"unknown augmentation setting(s) {unknown}; known: {sorted(known)}")
-        source = open_sources(config.data, config.data_kind, config.data_split)
-        return TrainingDataset(source, imgsz=config.imgsz, augment=config.augment, hyp=AugmentConfig(**config.hyp),
-                               mask_ratio=config.mask_ratio, seed=config.seed)
+        source = open_sources(config.data, config.data_kind, config.data_split, config.bsds_annotator)
+        dataset = TrainingDataset(source, imgsz=config.imgsz, augment=config.augment,
+                                  hyp=AugmentConfig(**config.hyp), mask_ratio=config.mask_ratio, seed=config.seed)
+        if config.cache == "ram" or (config.cache == "auto" and dataset.cache_bytes() <= _auto_cache_limit()):
+            # Decoded once here, before the workers fork and share it: a mosaic item reads four images, and
+            # decoding them (or tracing RLE outlines) each time costs more than the rest of its augmentation.
+            dataset.cache = True
+            dataset.preload(progress=self.progress and self.main_process)
+        return dataset
 
     @property
     def val_source(self) -> Any:
@@ -340,7 +393,13 @@ class Trainer:
         # A generator seeded per epoch fixes both the order and the workers' seeds: resuming replays them.
         generator = torch.Generator().manual_seed(self.config.seed + epoch)
         sampler = None
-        if self.world > 1:
+        weights = self.config.source_weights
+        if weights is not None and len(weights) > 1:
+            from fastsam.train.data.sampling import SourceWeightedSampler
+
+            lengths = [len(source) for source in self.dataset.source.sources]
+            sampler = SourceWeightedSampler(lengths, weights, self.config.seed + epoch, self.rank, self.world)
+        elif self.world > 1:
             sampler = torch.utils.data.distributed.DistributedSampler(self.dataset, shuffle=True, seed=self.config.seed)
             sampler.set_epoch(epoch)
         workers = self._workers()
@@ -374,6 +433,10 @@ class Trainer:
         return self.config.val and self.main_process and (last or (epoch + 1) % self.config.val_every == 0)
 
     def _train_epoch(self, epoch: int) -> dict:
+        with _single_threaded_opencv():
+            return self._train_epoch_steps(epoch)
+
+    def _train_epoch_steps(self, epoch: int) -> dict:
         config = self.config
         if hasattr(self.dataset, "mosaic"):
             self.dataset.mosaic = bool(config.augment) and epoch < config.epochs - config.close_mosaic
@@ -391,8 +454,9 @@ class Trainer:
             step = i + self.batches_per_epoch * epoch
             accumulate = self.schedule.apply(self.optimizer, step, epoch)
             images = batch["images"].to(self.device, non_blocking=True)
-            if self.config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            # collate_batch makes them channels-last already: then this is free.
+            images = images.contiguous(memory_format=torch.channels_last if self.config.channels_last
+                                       else torch.contiguous_format)
             with self._autocast():
                 out = self.train_model(images)
             loss, items = self.criterion(out, batch)

@@ -27,7 +27,8 @@ class AugmentConfig:
 
     hsv_*: fractional gain ranges of hue, saturation, value; degrees: rotation range (+/-); translate: shift
     range as a fraction of the output size; scale: zoom range (1 +/- scale); shear in degrees; perspective:
-    projective coefficient; flipud / fliplr / mosaic: probabilities.
+    projective coefficient; flipud / fliplr / mosaic: probabilities; copy_paste: probability that an item gets
+    instances of another training image pasted onto it (Simple Copy-Paste; 0, off, by default).
     """
 
     hsv_h: float = 0.015
@@ -41,13 +42,14 @@ class AugmentConfig:
     flipud: float = 0.0
     fliplr: float = 0.5
     mosaic: float = 1.0
+    copy_paste: float = 0.0
 
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise InvalidInputError(f"AugmentConfig.{item.name} must be a finite number >= 0, got {value!r}")
-        for name in ("flipud", "fliplr", "mosaic", "translate", "hsv_h", "hsv_s", "hsv_v"):
+        for name in ("flipud", "fliplr", "mosaic", "copy_paste", "translate", "hsv_h", "hsv_s", "hsv_v"):
             if getattr(self, name) > 1:
                 raise InvalidInputError(f"AugmentConfig.{name} must be <= 1, got {getattr(self, name)}")
         if self.scale >= 1:

@@ -2,8 +2,10 @@
 
 Each ``.mat`` holds several human segmentations of the image (one per annotator), each a label map that
 partitions the image into regions. Every region of one segmentation is an instance ("everything" training).
-``annotator`` picks the segmentation: an index (default 0, the first; taken modulo the number an image has) or
-"all", where each (image, annotator) pair is one item, so an epoch sees every human segmentation once.
+``annotator`` picks the segmentation: an index (default 0, the first; taken modulo the number an image has),
+"all", where each (image, annotator) pair is one item, so an epoch sees every human segmentation once, or
+"epoch", one item per image whose annotator is drawn per (epoch, image) (:meth:`BsdsSource.set_epoch`), so
+a run sees every annotator over its epochs at the cost of one segmentation per image and epoch.
 Regions smaller than ``min_area`` pixels are skipped.
 """
 
@@ -17,6 +19,9 @@ from fastsam.errors import InvalidInputError
 from fastsam.train.data.polygons import mask_to_polygons
 from fastsam.train.data.sample import Annotations, Sample, check_index, load_sample
 from fastsam.train.data.yolo import choose_split
+
+#: Annotator choices besides an index: every (image, annotator) pair an item, or one drawn per epoch.
+ANNOTATOR_MODES = ("all", "epoch")
 
 
 def read_bsds_segmentations(mat_path: Path) -> list[np.ndarray]:
@@ -56,21 +61,28 @@ class BsdsSource:
             raise InvalidInputError(f"{root}: a BSDS500 folder needs images/ and groundTruth/")
         if split is None:
             split = choose_split(root, sorted(p.name for p in (root / "groundTruth").iterdir() if p.is_dir()))
-        if annotator != "all" and (isinstance(annotator, bool) or not isinstance(annotator, int) or annotator < 0):
-            raise InvalidInputError(f"annotator must be an index >= 0 or 'all', got {annotator!r}")
+        if annotator not in ANNOTATOR_MODES and (isinstance(annotator, bool) or not isinstance(annotator, int)
+                                                 or annotator < 0):
+            raise InvalidInputError(f"annotator must be an index >= 0, 'all' or 'epoch', got {annotator!r}")
         self.root, self.split, self.annotator, self.min_area = root, split, annotator, int(min_area)
         self.name = f"{root.name}/{split}"
+        self.epoch = 0
+        self.varies_by_epoch = annotator == "epoch"  # an item's instances change with set_epoch: not cacheable
         mats = sorted((root / "groundTruth" / split).glob("*.mat"))
         if not mats:
             raise InvalidInputError(f"{root}: no groundTruth/{split}/*.mat files")
         # Items are (mat file, annotator index); a fixed index is taken modulo each file's annotator count.
         if annotator == "all":
             self._items = [(mat, k) for mat in mats for k in range(len(read_bsds_segmentations(mat)))]
-        else:
+        else:  # an index, or "epoch" (drawn when loading)
             self._items = [(mat, annotator) for mat in mats]
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose annotator draws ``annotator="epoch"`` uses (TrainingDataset.set_epoch passes it on)."""
+        self.epoch = int(epoch)
 
     def image_path(self, i: int) -> Path:
         mat, _ = self._items[check_index(i, len(self), self.name)]
@@ -79,6 +91,8 @@ class BsdsSource:
     def annotations(self, i: int) -> Annotations:
         mat, annotator = self._items[check_index(i, len(self), self.name)]
         segmentations = read_bsds_segmentations(mat)
+        if annotator == "epoch":
+            annotator = int(np.random.default_rng([self.epoch, i]).integers(len(segmentations)))
         labels = segmentations[annotator % len(segmentations)]
         segments = regions_to_segments(labels, self.min_area)
         return Annotations(labels.shape[0], labels.shape[1], segments, traced=[True] * len(segments))

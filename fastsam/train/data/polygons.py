@@ -10,11 +10,14 @@ Low-resolution masks are the majority vote of each cell's image pixels.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import cv2
 import numpy as np
 
 from fastsam.errors import InvalidInputError
 from fastsam.train.data.rle_crop import decode_box, rle_runs
+from fastsam.train.data.sample import segments_boxes
 
 #: Sub-pixel bits used when rasterising (OpenCV fixed point): 1/16 pixel.
 _SHIFT = 4
@@ -60,6 +63,54 @@ def flat_to_polygon(values: list | np.ndarray) -> np.ndarray:
     return array.reshape(-1, 2)
 
 
+def _cell_window(polygons: list[np.ndarray], height: int, width: int, ratio: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) cells an instance's fill can touch: its extent plus one cell of margin for the fill's
+    half-pixel reach, clipped to the grid (empty when the instance lies outside)."""
+    points = np.concatenate(polygons)
+    x0 = min(max(int(np.floor(points[:, 0].min() / ratio)) - 1, 0), width)
+    y0 = min(max(int(np.floor(points[:, 1].min() / ratio)) - 1, 0), height)
+    x1 = max(min(int(np.ceil(points[:, 0].max() / ratio)) + 1, width), x0)
+    y1 = max(min(int(np.ceil(points[:, 1].max() / ratio)) + 1, height), y0)
+    return x0, y0, x1, y1
+
+
+def fill_polygons(canvas: np.ndarray, polygons: list[np.ndarray], origin: tuple[float, float] = (0.0, 0.0)) -> None:
+    """Set to 1 the pixels of ``canvas`` (uint8 (h, w), its top-left pixel at image pixel ``origin``) that an
+    instance's polygons fill: pixel centres inside an outline or within half a pixel of it."""
+    one = 1 << _SHIFT
+    shift = np.array([origin[0] + 0.5, origin[1] + 0.5], np.float32)  # pixel centres at integers
+    # One fillPoly call per polygon: OpenCV's multi-polygon fill is even-odd, so touching parts of one
+    # instance would cancel each other.
+    for polygon in polygons:
+        fixed = np.round((polygon - shift) * one).astype(np.int32)
+        cv2.fillPoly(canvas, [fixed], 1, lineType=cv2.LINE_8, shift=_SHIFT)
+
+
+def _majority(fine: np.ndarray, ratio: int) -> np.ndarray:
+    """(h r, w r) 0/1 pixels -> (h, w) cells on where strictly more than half their pixels are: the fill
+    reaches half a pixel past each edge, which a tie would favour."""
+    if ratio == 1:
+        return fine
+    h, w = fine.shape[0] // ratio, fine.shape[1] // ratio
+    covered = fine.reshape(h, ratio, w, ratio).sum(axis=(1, 3), dtype=np.int32)
+    return (2 * covered > ratio * ratio).astype(np.uint8)
+
+
+def _instance_fills(segments: list[list[np.ndarray]], height: int, width: int, ratio: int
+                    ) -> Iterator[tuple[int, tuple[int, int, int, int], np.ndarray]]:
+    """Per instance with a window on the (height, width) grid: its index, its cell window (x0, y0, x1, y1) and
+    its fill at image resolution inside the window (uint8 ((y1 - y0) r, (x1 - x0) r))."""
+    for k, polygons in enumerate(segments):
+        if not polygons:
+            continue
+        x0, y0, x1, y1 = _cell_window(polygons, height, width, ratio)
+        if x1 == x0 or y1 == y0:
+            continue
+        fine = np.zeros(((y1 - y0) * ratio, (x1 - x0) * ratio), np.uint8)
+        fill_polygons(fine, polygons, (x0 * ratio, y0 * ratio))
+        yield k, (x0, y0, x1, y1), fine
+
+
 def rasterize(segments: list[list[np.ndarray]], height: int, width: int, ratio: int = 1) -> np.ndarray:
     """uint8 (n, height, width) masks, one per instance, of polygons in pixels of an image ``ratio`` times
     larger: a mask cell is on when more than half of its ratio x ratio image pixels are filled.
@@ -69,31 +120,33 @@ def rasterize(segments: list[list[np.ndarray]], height: int, width: int, ratio: 
     resolution inside its own box only and averaged down: no full-size mask is made.
     """
     masks = np.zeros((len(segments), height, width), np.uint8)
-    one = 1 << _SHIFT
-    for k, polygons in enumerate(segments):
-        if not polygons:
-            continue
-        points = np.concatenate(polygons)
-        # The instance's cells, one cell of margin for the fill's half-pixel reach.
-        x0 = min(max(int(np.floor(points[:, 0].min() / ratio)) - 1, 0), width)
-        y0 = min(max(int(np.floor(points[:, 1].min() / ratio)) - 1, 0), height)
-        x1 = max(min(int(np.ceil(points[:, 0].max() / ratio)) + 1, width), x0)
-        y1 = max(min(int(np.ceil(points[:, 1].max() / ratio)) + 1, height), y0)
-        if x1 == x0 or y1 == y0:
-            continue
-        fine = np.zeros(((y1 - y0) * ratio, (x1 - x0) * ratio), np.uint8)
-        origin = np.array([x0 * ratio + 0.5, y0 * ratio + 0.5], np.float32)  # pixel centres at integers
-        # One fillPoly call per polygon: OpenCV's multi-polygon fill is even-odd, so touching parts of one
-        # instance would cancel each other.
-        for polygon in polygons:
-            fixed = np.round((polygon - origin) * one).astype(np.int32)
-            cv2.fillPoly(fine, [fixed], 1, lineType=cv2.LINE_8, shift=_SHIFT)
-        if ratio > 1:
-            covered = fine.reshape(y1 - y0, ratio, x1 - x0, ratio).sum(axis=(1, 3), dtype=np.int32)
-            # Strictly more than half: the fill reaches half a pixel past each edge, which a tie would favour.
-            fine = (2 * covered > ratio * ratio).astype(np.uint8)
-        masks[k, y0:y1, x0:x1] = fine
+    for k, (x0, y0, x1, y1), fine in _instance_fills(segments, height, width, ratio):
+        masks[k, y0:y1, x0:x1] = _majority(fine, ratio)
     return masks
+
+
+def rasterize_visible(segments: list[list[np.ndarray]], height: int, width: int, ratio: int,
+                      occluder: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rasterize` of instances partly hidden behind ``occluder`` (uint8 (height r, width r) image
+    pixels, 1 where something in front covers them): masks (n, height, width) of the visible pixels only, and
+    boxes (n, 4) float32 xyxy image pixels, those of the partly hidden instances recomputed from their visible
+    pixels (the polygon extent for the others, as :func:`segments_boxes`). Each instance is filled inside its
+    own window only."""
+    masks = np.zeros((len(segments), height, width), np.uint8)
+    boxes = segments_boxes(segments, width * ratio, height * ratio)
+    for k, (x0, y0, x1, y1), fine in _instance_fills(segments, height, width, ratio):
+        hidden = fine & occluder[y0 * ratio:y1 * ratio, x0 * ratio:x1 * ratio]
+        if not hidden.any():
+            masks[k, y0:y1, x0:x1] = _majority(fine, ratio)
+            continue
+        fine &= 1 - hidden
+        cells = masks[k, y0:y1, x0:x1] = _majority(fine, ratio)
+        # The box of the visible pixels in cells the mask keeps: slivers thinner than half a cell, which the
+        # mask loses, do not stretch it.
+        ys, xs = np.nonzero(fine & np.kron(cells, np.ones((ratio, ratio), np.uint8)))
+        boxes[k] = (0, 0, 0, 0) if not len(xs) else (
+            x0 * ratio + xs.min(), y0 * ratio + ys.min(), x0 * ratio + xs.max() + 1, y0 * ratio + ys.max() + 1)
+    return masks, boxes
 
 
 def polygon_area(polygon: np.ndarray) -> float:

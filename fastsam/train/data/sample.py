@@ -152,6 +152,16 @@ class ConcatSource:
     def __len__(self) -> int:
         return int(self._ends[-1])
 
+    @property
+    def varies_by_epoch(self) -> bool:
+        return any(getattr(source, "varies_by_epoch", False) for source in self.sources)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch on to the sources whose items depend on it."""
+        for source in self.sources:
+            if callable(getattr(source, "set_epoch", None)):
+                source.set_epoch(epoch)
+
     def _locate(self, i: int) -> tuple[InstanceSource, int]:
         i = check_index(i, len(self), self.name)
         k = int(np.searchsorted(self._ends, i, side="right"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -45,9 +46,11 @@ def _coco_json(folder: Path, split: str | None) -> Path:
     return folder / "annotations" / f"instances_{chosen}.json"
 
 
-def open_source(path: str | Path, kind: str | None = None, split: str | None = None) -> InstanceSource:
+def open_source(path: str | Path, kind: str | None = None, split: str | None = None,
+                bsds_annotator: int | str = 0) -> InstanceSource:
     """The reader for ``path``: auto-detected, or forced by ``kind`` (one of KINDS). ``split`` picks the
-    subfolder (YOLO, BSDS), the instances file (COCO folder) or the image folder (COCO JSON)."""
+    subfolder (YOLO, BSDS), the instances file (COCO folder) or the image folder (COCO JSON);
+    ``bsds_annotator`` which human segmentations of a BSDS500 image are used (see :class:`BsdsSource`)."""
     if not isinstance(path, (str, Path)) or str(path) == "":
         raise InvalidInputError(f"path must be a non-empty str or Path, got {path!r:.80}")
     if split is not None and (not isinstance(split, str) or "/" in split or split in ("", ".", "..")):
@@ -58,7 +61,7 @@ def open_source(path: str | Path, kind: str | None = None, split: str | None = N
     if kind == "yolo":
         return YoloSegSource(path, split)
     if kind == "bsds":
-        return BsdsSource(path, split)
+        return BsdsSource(path, split, bsds_annotator)
     if kind == "sa1b":
         return Sa1bSource(path)
     if kind == "coco":
@@ -80,10 +83,49 @@ def split_spec(spec: str | Path) -> tuple[Path, str | None]:
     return Path(text), None
 
 
+def split_weight(spec: str | Path) -> tuple[str, float | None]:
+    """``"PATH@W"`` or ``"PATH:SPLIT@W"`` -> (the spec without its weight, W) when W is a positive number and the
+    whole text is not an existing path; anything else -> (spec, None)."""
+    text = str(spec)
+    head, sep, tail = text.rpartition("@")
+    if not sep or not head or Path(text).exists():
+        return text, None
+    try:
+        weight = float(tail)
+    except ValueError:
+        return text, None
+    if not math.isfinite(weight) or weight <= 0:
+        raise InvalidInputError(f"{text}: a source's sampling weight must be a positive number, got {tail!r}")
+    return head, weight
+
+
+def source_weights(specs: str | Path | Sequence[str | Path], weights: Sequence[float] | None = None
+                   ) -> list[float] | None:
+    """Sampling weight of each source: ``weights`` (one per spec; those written as ``PATH@W`` must agree), or
+    those written as ``PATH@W`` (1 for a spec without one), or None (no weights anywhere: images drawn
+    uniformly, whatever their source)."""
+    specs = [specs] if isinstance(specs, (str, Path)) else list(specs)
+    written = [split_weight(spec)[1] for spec in specs]
+    if weights is not None:
+        weights = list(weights)
+        if any(w is not None for w in written) and [1.0 if w is None else w for w in written] != weights:
+            raise InvalidInputError(f"sampling weights {weights} disagree with those written as PATH@W")
+        if len(weights) != len(specs):
+            raise InvalidInputError(f"{len(weights)} sampling weight(s) for {len(specs)} source(s)")
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0
+                   for w in weights):
+            raise InvalidInputError(f"sampling weights must be positive numbers, got {weights}")
+        return [float(w) for w in weights]
+    if all(w is None for w in written):
+        return None
+    return [1.0 if w is None else w for w in written]
+
+
 def open_sources(specs: str | Path | Sequence[str | Path], kind: str | None = None,
-                 split: str | None = None) -> InstanceSource:
+                 split: str | None = None, bsds_annotator: int | str = 0) -> InstanceSource:
     """:func:`open_source` of one path, or a :class:`ConcatSource` of several. Each spec may name its own split
-    as ``PATH:SPLIT``; ``split`` applies to the specs that do not."""
+    as ``PATH:SPLIT``; ``split`` applies to the specs that do not. A sampling weight written ``PATH@W`` is
+    ignored here (see :func:`source_weights`)."""
     if isinstance(specs, (str, Path)):
         specs = [specs]
     if not isinstance(specs, Sequence) or not specs:
@@ -92,6 +134,6 @@ def open_sources(specs: str | Path | Sequence[str | Path], kind: str | None = No
     for spec in specs:
         if not isinstance(spec, (str, Path)) or str(spec) == "":
             raise InvalidInputError(f"each data path must be a non-empty str or Path, got {spec!r:.80}")
-        path, own_split = split_spec(spec)
-        sources.append(open_source(path, kind, own_split if own_split is not None else split))
+        path, own_split = split_spec(split_weight(spec)[0])
+        sources.append(open_source(path, kind, own_split if own_split is not None else split, bsds_annotator))
     return sources[0] if len(sources) == 1 else ConcatSource(sources)
