@@ -182,7 +182,7 @@ def test_precision_the_cpu_lacks_is_refused():
 
 def test_missing_openvino_names_the_extra(monkeypatch, small_ir):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
-    with pytest.raises(OpenVinoUnavailableError, match=r"fastsam\[openvino\]"):
+    with pytest.raises(OpenVinoUnavailableError, match=r"fastsam-torch\[openvino\]"):
         OpenVinoBackend(small_ir)
 
 
