@@ -8,7 +8,7 @@ import struct
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from fastsam.errors import ImageReadError, InvalidInputError
 from fastsam.inference.letterbox import apply_letterbox, plan_letterbox
@@ -138,6 +138,46 @@ def test_exif_orientation_is_applied(tmp_path, rgb_image):
     path = tmp_path / "rotated.jpg"
     rgb_image.save(path, exif=exif.tobytes(), quality=95)
     assert load_image(path).shape == (60, 40, 3)
+
+
+def _pil_reference(path) -> np.ndarray:
+    """What PIL alone makes of a file: decoded, EXIF orientation applied, RGB."""
+    image = Image.open(path)
+    image.load()
+    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpeg_fast_path_matches_pil_in_every_orientation(tmp_path, orientation):
+    rng = np.random.default_rng(orientation)
+    picture = Image.fromarray(rng.integers(0, 255, (37, 53, 3), dtype=np.uint8))  # odd sizes: no symmetric luck
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.jpg"
+    picture.save(path, exif=exif.tobytes(), quality=90)
+    out = load_image(path)
+    assert out.flags["C_CONTIGUOUS"] and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, _pil_reference(path))
+    np.testing.assert_array_equal(load_image(path.read_bytes()), out)
+
+
+@pytest.mark.parametrize("variant", ["grey", "progressive", "cmyk", "trailing_zeros", "appended_data"])
+def test_jpeg_variants_match_pil(tmp_path, rgb_image, variant):
+    path = tmp_path / f"{variant}.jpg"
+    image = {"grey": rgb_image.convert("L"), "cmyk": rgb_image.convert("CMYK")}.get(variant, rgb_image)
+    image.resize((130, 90)).save(path, quality=85, progressive=variant == "progressive")
+    if variant in ("trailing_zeros", "appended_data"):
+        path.write_bytes(path.read_bytes() + (bytes(300) if variant == "trailing_zeros" else b"vendor trailer"))
+    np.testing.assert_array_equal(load_image(path), _pil_reference(path))
+
+
+def test_jpeg_cut_just_before_its_end_marker_is_refused(tmp_path, rgb_image):
+    buffer = io.BytesIO()
+    rgb_image.resize((400, 300)).save(buffer, format="JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buffer.getvalue()[:-2])  # no end marker: the fast path defers to PIL, which refuses it
+    with pytest.raises(ImageReadError, match="truncated or corrupt"):
+        load_image(path)
 
 
 def test_arrays_and_pil_images(rgb_image):

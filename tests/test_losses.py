@@ -10,8 +10,9 @@ import torch
 from fastsam.model.config import YoloV8SegConfig
 from fastsam.model.head import HeadOutput
 from fastsam.model.yolov8_seg import YoloV8Seg
-from fastsam.train.losses import (SegmentationLoss, boxes_to_distances, distances_to_boxes, distribution_focal_loss,
-                                  pad_targets)
+from fastsam.errors import InvalidInputError
+from fastsam.train.losses import (SegmentationLoss, boxes_to_distances, check_mask_margin, distances_to_boxes,
+                                  distribution_focal_loss, expand_boxes, pad_targets)
 
 LN2 = math.log(2)
 
@@ -91,6 +92,46 @@ def test_mask_loss_over_many_window_sizes_equals_the_full_prototype_formula() ->
     masks = (torch.rand(b * m, h, h) > 0.5).float()
     args = (fg, gt_index, gt_rows, gt_boxes, masks, protos, coefs, (imgsz, imgsz))
     assert SegmentationLoss._mask_loss(*args).item() == pytest.approx(_full_prototype_mask_loss(*args), rel=1e-5)
+
+
+def test_expand_boxes_grows_each_side_by_the_fraction_and_clips_to_the_input() -> None:
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 60.0], [0.0, 90.0, 100.0, 100.0], [50.0, 5.0, 50.0, 9.0]])
+    grown = expand_boxes(boxes, 0.25, (100, 120))  # input 100 high, 120 wide
+    assert grown.tolist() == [[5.0, 10.0, 35.0, 70.0], [0.0, 87.5, 120.0, 100.0], [50.0, 4.0, 50.0, 10.0]]
+    assert expand_boxes(boxes, 0.0, (100, 120)) is boxes
+    for bad in (-0.1, 2.5, True, "0.2", float("nan")):
+        with pytest.raises(InvalidInputError, match="mask_margin"):
+            check_mask_margin(bad)
+
+
+def test_mask_margin_supervises_logits_outside_the_box() -> None:
+    """Margin 0 (YOLOv8): logits outside the box do not change the loss. With a margin the loss is YOLOv8's
+    formula on the grown boxes, so a mask spilling past its box costs more than one that stops at the object."""
+    torch.manual_seed(2)
+    imgsz, nm, h = 64, 4, 16
+    fg = torch.tensor([[True, False]])
+    gt_index = torch.zeros(1, 2, dtype=torch.long)
+    gt_rows = torch.tensor([[0]])
+    gt_boxes = torch.tensor([[[16.0, 16.0, 48.0, 48.0]]])
+    masks = torch.zeros(1, h, h)
+    masks[0, 4:12, 4:12] = 1  # the object fills its box
+    coefs = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.0] * 4]])
+    inside_only = torch.full((1, nm, h, h), -8.0)
+    inside_only[0, 0, 4:12, 4:12] = 8.0
+    spilling = inside_only.clone()
+    spilling[0, 0, 1:15, 1:15] = 8.0  # positive three cells beyond the box on every side
+    spilling[0, 0, 4:12, 4:12] = 8.0
+
+    def loss(protos: torch.Tensor, margin: float) -> float:
+        criterion = SegmentationLoss(mask_margin=margin)
+        boxes = expand_boxes(gt_boxes, criterion.mask_margin, (imgsz, imgsz))
+        args = (fg, gt_index, gt_rows, boxes, masks, protos, coefs, (imgsz, imgsz))
+        value = SegmentationLoss._mask_loss(*args).item()
+        assert value == pytest.approx(_full_prototype_mask_loss(*args), rel=1e-5, abs=2e-5)  # float32: softplus(8) - 8
+        return value
+
+    assert loss(spilling, 0.0) == pytest.approx(loss(inside_only, 0.0), rel=1e-6)
+    assert loss(spilling, 0.25) > 100 * loss(inside_only, 0.25)
 
 
 def test_pad_targets_groups_instances_by_image() -> None:

@@ -51,6 +51,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     p.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (default linear)")
     p.add_argument("--close-mosaic", type=int, default=d.close_mosaic, help="epochs at the end without mosaic")
+    p.add_argument("--mask-margin", type=float, default=d.mask_margin,
+                   help="mask loss also on a band around each box, this fraction of the box's size on each side "
+                        "(default 0: YOLOv8's loss inside the box only; >0 keeps masks from spilling past their boxes)")
     p.add_argument("--no-augment", action="store_true", help="letterbox only")
     p.add_argument("--hyp", nargs="+", default=[], metavar="KEY=VALUE",
                    help="augmentation overrides, e.g. scale=0.9 mosaic=0.5 (hsv_h, hsv_s, hsv_v, degrees, translate, "
@@ -117,7 +120,8 @@ def run_train(args: argparse.Namespace) -> int:
             epochs=TrainConfig.epochs if args.epochs is None else args.epochs,
             nominal_batch=args.nbs, optimizer=args.optimizer, lr0=args.lr0, lrf=args.lrf, momentum=args.momentum,
             weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, cos_lr=args.cos_lr,
-            close_mosaic=args.close_mosaic, augment=not args.no_augment, hyp=_hyp(args.hyp), amp=not args.no_amp,
+            close_mosaic=args.close_mosaic, mask_margin=args.mask_margin, augment=not args.no_augment,
+            hyp=_hyp(args.hyp), amp=not args.no_amp,
             channels_last=not args.no_channels_last, device=args.device, workers=args.workers, cache=args.cache,
             threads=args.threads, seed=args.seed, val=not args.no_val, val_data=args.val_data,
             val_split=args.val_split, val_every=args.val_every, val_limit=args.val_limit)

@@ -3,7 +3,8 @@
 Four terms, each normalised like YOLOv8's: CIoU box loss and distribution focal loss (DFL) weighted by the
 assigned target scores, BCE class loss over every anchor divided by the target-score sum, and a per-instance
 mask loss (coefficients @ prototypes vs the instance's own binary mask, ``overlap_mask`` off), cropped to the
-ground-truth box and divided by the box's normalised area. Gains: box 7.5, mask 7.5 (as box), cls 0.5, dfl 1.5.
+ground-truth box and divided by the box's normalised area (optionally a box grown by ``mask_margin``; YOLOv8's is
+0). Gains: box 7.5, mask 7.5 (as box), cls 0.5, dfl 1.5.
 The total is multiplied by the batch size (the optimiser's weight decay is scaled to match).
 """
 
@@ -54,6 +55,28 @@ def distribution_focal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torc
     return (ce_left * weight_left + ce_right * (1 - weight_left)).mean(-1)
 
 
+def check_mask_margin(margin: float) -> float:
+    """``margin`` as a float, or InvalidInputError unless it is a number in [0, 2]."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0.0 <= float(margin) <= 2.0:
+        raise InvalidInputError(f"mask_margin must be a number in [0, 2] (a fraction of the box's size), got {margin!r}")
+    return float(margin)
+
+
+def expand_boxes(boxes: torch.Tensor, margin: float, imgsz: tuple[int, int]) -> torch.Tensor:
+    """(..., 4) xyxy boxes grown by ``margin`` x their width / height on each side, clipped to the (h, w) input.
+
+    The mask loss is evaluated inside these boxes: with a margin it also pushes the logits just outside the object
+    below zero, so a mask cannot spill past its box and be cut into a straight edge by the box crop at inference
+    (YOLOv8's loss, margin 0, leaves everything outside the box unsupervised)."""
+    if margin == 0:
+        return boxes
+    pad = (boxes[..., 2:] - boxes[..., :2]) * margin
+    limit = torch.tensor([imgsz[1], imgsz[0]], dtype=boxes.dtype, device=boxes.device)
+    grown_min = (boxes[..., :2] - pad).clamp(min=0)
+    grown_max = torch.minimum(boxes[..., 2:] + pad, limit)
+    return torch.cat((grown_min, grown_max), -1)
+
+
 def pad_targets(batch_idx: torch.Tensor, boxes: torch.Tensor, batch_size: int
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flat targets -> per image, padded to the most crowded image: boxes (B, M, 4), valid (B, M) bool, and the
@@ -83,11 +106,13 @@ class SegmentationLoss:
     to back-propagate) and the four weighted terms (4,) detached, in :data:`LOSS_NAMES` order.
     """
 
-    def __init__(self, num_classes: int = 1, reg_max: int = 16, gains: LossGains = LossGains(), topk: int = 10
-                 ) -> None:
+    def __init__(self, num_classes: int = 1, reg_max: int = 16, gains: LossGains = LossGains(), topk: int = 10,
+                 mask_margin: float = 0.0) -> None:
         if num_classes < 1 or reg_max < 2:
             raise InvalidInputError(f"need num_classes >= 1 and reg_max >= 2, got {num_classes}, {reg_max}")
+        check_mask_margin(mask_margin)
         self.num_classes, self.reg_max, self.gains = num_classes, reg_max, gains
+        self.mask_margin = float(mask_margin)
         self.assigner = TaskAlignedAssigner(num_classes=num_classes, topk=topk)
 
     def __call__(self, out: HeadOutput, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,8 +148,9 @@ class SegmentationLoss:
             loss_box = ((1 - box_ciou(pred_boxes[fg], target_grid[fg])) * weight).sum() / score_sum
             target_dist = boxes_to_distances(points.expand(b, -1, -1)[fg], target_grid[fg], self.reg_max - 1)
             loss_dfl = (distribution_focal_loss(pred_dist[fg], target_dist) * weight).sum() / score_sum
-            loss_mask = self._mask_loss(fg, assigned.gt_index, gt_rows, gt_boxes, batch["masks"], protos, pred_coefs,
-                                        (imgsz_h, imgsz_w))
+            loss_mask = self._mask_loss(fg, assigned.gt_index, gt_rows,
+                                        expand_boxes(gt_boxes, self.mask_margin, (imgsz_h, imgsz_w)), batch["masks"],
+                                        protos, pred_coefs, (imgsz_h, imgsz_w))
         else:  # keep every output in the graph so DDP sees gradients for all parameters
             loss_box = loss_dfl = pred_dist.sum() * 0
             loss_mask = protos.sum() * 0 + pred_coefs.sum() * 0

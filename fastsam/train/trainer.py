@@ -35,7 +35,7 @@ from fastsam.model.config import SCALES, YoloV8SegConfig
 from fastsam.model.head import STRIDES
 from fastsam.model.yolov8_seg import YoloV8Seg
 from fastsam.train.ema import ModelEMA, unwrap
-from fastsam.train.losses import LOSS_NAMES, LossGains, SegmentationLoss
+from fastsam.train.losses import LOSS_NAMES, LossGains, SegmentationLoss, check_mask_margin
 from fastsam.train.optim import (OPTIMIZERS, WarmupSchedule, build_optimizer, resolve_optimizer,
                                  warmup_iterations)
 
@@ -76,6 +76,7 @@ class TrainConfig:
     cls: float = 0.5
     dfl: float = 1.5
     topk: int = 10
+    mask_margin: float = 0.0  # mask loss also outside the box, this fraction of its size (0: YOLOv8's crop)
     mask_ratio: int = 4
     augment: bool = True
     hyp: dict = field(default_factory=dict)  # AugmentConfig overrides, e.g. {"scale": 0.9, "mosaic": 0.5}
@@ -124,6 +125,7 @@ class TrainConfig:
                      "box", "cls", "dfl"):
             if getattr(self, name) < 0:
                 raise InvalidInputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_mask_margin(self.mask_margin)
         if self.cache not in CACHE_MODES:
             raise InvalidInputError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if self.workers is not None and self.workers < 0:
@@ -308,8 +310,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         # bf16 keeps fp32's range, so CPU autocast needs no loss scaling; it roughly halves a step on AMX CPUs.
         self.use_cpu_bf16 = bool(config.amp and self.device.type == "cpu" and cpu_has_native_bf16())
-        self.criterion = SegmentationLoss(self.model_cfg.num_classes, self.model_cfg.reg_max,
-                                          LossGains(config.box, config.cls, config.dfl), config.topk)
+        self.criterion = self._criterion(self.model_cfg)
         self.start_epoch = 0
         self.last_step = -1
         self.best_fitness: float | None = None
@@ -586,15 +587,18 @@ class Trainer:
         _set_rng_state(state["rng"])
         return trainer
 
+    def _criterion(self, model_cfg: YoloV8SegConfig) -> SegmentationLoss:
+        config = self.config
+        return SegmentationLoss(model_cfg.num_classes, model_cfg.reg_max, LossGains(config.box, config.cls, config.dfl),
+                                config.topk, mask_margin=config.mask_margin)
+
     def _rebuild(self, model_cfg: YoloV8SegConfig) -> None:
         self.model = self._placed(YoloV8Seg(model_cfg).train())
         self.model_cfg = model_cfg
         self.ema = ModelEMA(self.model, self.config.ema_decay, self.config.ema_tau)
         decay = self.config.weight_decay * self.config.batch * self.accumulate / self.config.nominal_batch
         self.optimizer = build_optimizer(self.model, self.optim_settings, decay)
-        self.criterion = SegmentationLoss(model_cfg.num_classes, model_cfg.reg_max,
-                                          LossGains(self.config.box, self.config.cls, self.config.dfl),
-                                          self.config.topk)
+        self.criterion = self._criterion(model_cfg)
         self.train_model = self.model
         if self.world > 1:
             ids = [self.local_rank] if self.device.type == "cuda" else None
