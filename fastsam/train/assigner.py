@@ -70,12 +70,14 @@ class TaskAlignedAssigner:
         pred_scores, pred_boxes, gt_boxes = pred_scores.float(), pred_boxes.float(), gt_boxes.float()
         in_gt = self._centres_inside(anchor_points.float(), gt_boxes) & gt_valid.unsqueeze(-1)  # (B, M, A)
 
-        overlaps = torch.zeros(b, m, a, device=device)
+        # Only the candidates (a few % of the (B, M, A) pairs) are scored; everything else stays zero.
         bi, mi, ai = in_gt.nonzero(as_tuple=True)
-        overlaps[bi, mi, ai] = box_ciou(gt_boxes[bi, mi], pred_boxes[bi, ai]).clamp(min=0)
-        scores = torch.zeros(b, m, a, device=device)
-        scores[bi, mi, ai] = pred_scores[bi, ai, gt_labels[bi, mi]]
-        align = scores.pow(self.alpha) * overlaps.pow(self.beta)  # zero outside the candidates
+        candidate_overlaps = box_ciou(gt_boxes[bi, mi], pred_boxes[bi, ai]).clamp(min=0)
+        candidate_scores = pred_scores[bi, ai, gt_labels[bi, mi]]
+        overlaps = torch.zeros(b, m, a, device=device)
+        overlaps[bi, mi, ai] = candidate_overlaps
+        align = torch.zeros(b, m, a, device=device)
+        align[bi, mi, ai] = candidate_scores.pow(self.alpha) * candidate_overlaps.pow(self.beta)
 
         positive = self._topk(align) & in_gt
         positive, gt_index, fg_mask = self._resolve_multiple(positive, overlaps)
@@ -95,9 +97,10 @@ class TaskAlignedAssigner:
 
     def _centres_inside(self, points: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
         """(A, 2) points, (B, M, 4) boxes -> (B, M, A) bool: point strictly inside the box."""
-        left_top = points.view(1, 1, -1, 2) - gt_boxes[..., None, :2]
-        right_bottom = gt_boxes[..., None, 2:] - points.view(1, 1, -1, 2)
-        return torch.cat((left_top, right_bottom), -1).amin(-1) > self.eps
+        # Four (B, M, A) comparisons rather than a (B, M, A, 4) tensor and its minimum: the same test.
+        px, py = points[:, 0].view(1, 1, -1), points[:, 1].view(1, 1, -1)
+        x1, y1, x2, y2 = (gt_boxes[..., k, None] for k in range(4))
+        return (px - x1 > self.eps) & (py - y1 > self.eps) & (x2 - px > self.eps) & (y2 - py > self.eps)
 
     def _topk(self, align: torch.Tensor) -> torch.Tensor:
         """(B, M, A) metric -> (B, M, A) bool: the topk largest per box (the caller keeps only candidates)."""
