@@ -37,7 +37,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                         "or epoch (one drawn per image and epoch)")
     p.add_argument("--model", help="fine-tune from this checkpoint (Ultralytics .pt, fastsam .safetensors, zoo name)")
     p.add_argument("--scale", default=d.scale, choices=("n", "s", "m", "l", "x"), help="from-scratch size")
-    p.add_argument("--reg-max", type=int, default=d.reg_max, help="DFL bins (16; FastSAM-x uses 26)")
+    p.add_argument("--reg-max", type=int, default=d.reg_max, help="DFL bins (16; FastSAM-x uses 26); with --model, a value above the checkpoint's "
+                        "widens its box range (longest box ~2 (reg_max - 1) x 32 px) keeping its predictions")
     p.add_argument("--imgsz", type=int, default=d.imgsz, help="training image size (multiple of 32)")
     p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs}; with --resume: extend the run to this)")
     p.add_argument("--batch", type=int, default=d.batch, help="images per step (all GPUs together)")

@@ -171,11 +171,16 @@ def initialise_detection_biases(model: YoloV8Seg) -> None:
 
 
 def build_training_model(config: TrainConfig) -> YoloV8Seg:
-    """A fresh class-agnostic network at ``config.scale`` / ``reg_max``, or the fine-tuning checkpoint."""
+    """A fresh class-agnostic network at ``config.scale`` / ``reg_max``, or the fine-tuning checkpoint (its box
+    range widened when ``reg_max`` is above the checkpoint's; a smaller ``reg_max`` keeps the checkpoint's)."""
     if config.model:
         from fastsam.model.zoo import load_model
 
         model = load_model(config.model)
+        if config.reg_max > model.cfg.reg_max:  # a longer box range than the checkpoint's: same predictions
+            from fastsam.model.widen import widen_reg_max
+
+            model = widen_reg_max(model, config.reg_max)
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.momentum = 0.03
