@@ -83,7 +83,7 @@ def measure(name: str, model: str, conf: float, imgsz: int, max_images: int) -> 
 
 
 def main() -> None:
-    from fastsam.model.zoo import default_conf
+    from benchmarks.model_quality import parse_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True, metavar="NAME=MODEL[:CONF]")
@@ -93,15 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (DATA / "bsds500").is_dir():
         sys.exit(f"needs BSDS500 in {DATA} (set FASTSAM_SHARED)")
-    rows = []
-    for spec in args.model:
-        name, _, rest = spec.partition("=")
-        model, colon, conf_text = rest.rpartition(":")
-        if not colon or not conf_text.replace(".", "", 1).isdigit():
-            model, conf = rest, default_conf(rest)
-        else:
-            conf = float(conf_text)
-        rows.append(measure(name, model, conf, args.imgsz, args.max_images))
+    rows = [measure(*parse_model(spec), args.imgsz, args.max_images) for spec in args.model]
     labels = [f"{low}-{high if high < 10**6 else 'max'}" for low, high in zip(SIZE_BINS[:-1], SIZE_BINS[1:])]
     print(f"first {args.max_images} BSDS500 val images, imgsz {args.imgsz}; per box-size bin (input px): "
           "instances / share with a side more than half cut\n")

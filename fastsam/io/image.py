@@ -66,9 +66,9 @@ _JPEG_END = b"\xff\xd9"
 
 
 def _decode_jpeg(image: Image.Image, data: bytes) -> np.ndarray | None:
-    """A complete baseline/progressive RGB or grey JPEG decoded by OpenCV (one copy less than PIL's array
-    conversion, ~3x faster end to end on a 3 MP photo; the same libjpeg-turbo, identical pixels), EXIF orientation
-    applied from PIL's parse of the header. None where PIL must decide: other formats and modes (CMYK, YCCK),
+    """A complete baseline/progressive RGB or grey JPEG decoded by OpenCV straight into an array (PIL's array
+    conversion copies twice: 1.7x faster on a 3.4 MP photo; the same libjpeg-turbo, identical pixels), EXIF
+    orientation applied from PIL's parse of the header. None where PIL must decide: other formats and modes (CMYK, YCCK),
     files without their end marker (truncated: PIL raises), anything OpenCV declines or sizes differently."""
     if image.format != "JPEG" or image.mode not in ("RGB", "L") or not data[-64:].rstrip(b"\x00").endswith(_JPEG_END):
         return None

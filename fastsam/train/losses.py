@@ -110,9 +110,8 @@ class SegmentationLoss:
                  mask_margin: float = 0.0) -> None:
         if num_classes < 1 or reg_max < 2:
             raise InvalidInputError(f"need num_classes >= 1 and reg_max >= 2, got {num_classes}, {reg_max}")
-        check_mask_margin(mask_margin)
         self.num_classes, self.reg_max, self.gains = num_classes, reg_max, gains
-        self.mask_margin = float(mask_margin)
+        self.mask_margin = check_mask_margin(mask_margin)
         self.assigner = TaskAlignedAssigner(num_classes=num_classes, topk=topk)
 
     def __call__(self, out: HeadOutput, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
