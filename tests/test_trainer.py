@@ -119,8 +119,26 @@ def test_fine_tune_keeps_the_checkpoint_architecture_across_resume(tmp_path: Pat
     assert load_model(run / "weights" / "last.safetensors").cfg.reg_max == 26
 
 
+def test_save_every_keeps_those_epochs_weights_and_may_change_on_resume(tmp_path: Path) -> None:
+    from fastsam.model.zoo import load_model
+
+    data = make_shapes_dataset(tmp_path / "shapes", count=2)
+    run = tmp_path / "run"
+    weights = run / "weights"
+    Trainer(tiny_config(data, run, epochs=3, save_every=2), progress=False).fit(stop_after_epochs=2)
+    assert sorted(p.name for p in weights.glob("epoch*")) == ["epoch2.safetensors"]
+    after_two = (weights / "epoch2.safetensors").read_bytes()
+    assert after_two == (weights / "last.safetensors").read_bytes()
+    Trainer.resume(run, progress=False, save_every=1).fit()
+    assert sorted(p.name for p in weights.glob("epoch*")) == ["epoch2.safetensors", "epoch3.safetensors"]
+    assert (weights / "epoch2.safetensors").read_bytes() == after_two
+    assert (weights / "epoch3.safetensors").read_bytes() == (weights / "last.safetensors").read_bytes() != after_two
+    assert load_model(weights / "epoch2.safetensors").cfg.reg_max == 16
+
+
 def test_config_rejects_bad_settings(tmp_path: Path) -> None:
-    for bad in ({"imgsz": 100}, {"batch": 0}, {"optimizer": "Adam"}, {"scale": "q"}, {"lr0": -1.0}):
+    for bad in ({"imgsz": 100}, {"batch": 0}, {"optimizer": "Adam"}, {"scale": "q"}, {"lr0": -1.0},
+                {"save_every": -1}, {"save_every": 1.5}):
         with pytest.raises(InvalidInputError):
             tiny_config(tmp_path, tmp_path / "run", **bad).check()
     with pytest.raises(InvalidInputError, match="cannot resume"):
@@ -134,14 +152,17 @@ def test_train_cli_runs_and_resumes(tmp_path: Path) -> None:
     run = tmp_path / "run"
     common = ["--imgsz", "64", "--batch", "2", "--nbs", "2", "--workers", "0", "--threads", "1", "--no-val", "--quiet"]
     assert main(["train", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
-    assert main(["train", "--resume", str(run), "--epochs", "2", "--workers", "0", "--threads", "1", "--quiet"]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--workers", "0", "--threads", "1", "--save-every",
+                 "2", "--quiet"]) == 0
     assert len(json.loads((run / "metrics.json").read_text())) == 2
+    assert [p.name for p in (run / "weights").glob("epoch*")] == ["epoch2.safetensors"]
     assert main(["train", "--imgsz", "64"]) == 2  # no data and no --resume
     assert main(["train", str(tmp_path / "missing"), "--out", str(run)]) == 2
     assert main(["train", str(data), "--out", str(tmp_path / "r2"), "--hyp", "bogus=1", *common]) == 2
     assert main(["train", str(data), "--out", str(tmp_path / "r2"), "--hyp", "scale", *common]) == 2
     assert main(["train", str(data), str(data), "--source-weights", "1", "--out", str(tmp_path / "r3"), *common]) == 2
     assert main(["train", str(data), "--bsds-annotator", "some", "--out", str(tmp_path / "r3"), *common]) == 2
+    assert main(["train", str(data), "--save-every", "-2", "--out", str(tmp_path / "r3"), *common]) == 2
 
 
 def test_source_weights_set_the_share_of_each_source(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                                            "--kind forces the reader); PATH:SPLIT picks a split per source, e.g. "
                                            "tiny_coco:train2017; PATH@W (or PATH:SPLIT@W) gives its sampling weight")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder (other options ignored but "
-                                                   "--epochs, --device, --workers, --threads, --quiet)")
+                                                   "--epochs, --device, --workers, --threads, --save-every, "
+                                                   "--quiet)")
     p.add_argument("--out", default=d.out, help=f"run folder (default {d.out})")
     p.add_argument("--kind", choices=_KINDS, help="force the dataset reader")
     p.add_argument("--split", help="subfolder or instances file of DATA (e.g. train2017)")
@@ -74,6 +75,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--val-split", help="split of the validation data (e.g. val2017)")
     p.add_argument("--val-every", type=int, default=d.val_every, help="validate every n epochs (and the last)")
     p.add_argument("--val-limit", type=int, help="validate on the first n images only")
+    p.add_argument("--save-every", type=int, metavar="N",
+                   help="also keep the EMA weights after every N-th epoch as RUN/weights/epoch<N>.safetensors "
+                        "(default 0: only last and best; may be set on --resume)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run_train)
 
@@ -104,7 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     progress = not args.quiet
     if args.resume:
-        overrides = {k: getattr(args, k) for k in ("workers", "threads") if getattr(args, k) is not None}
+        overrides = {k: getattr(args, k) for k in ("workers", "threads", "save_every") if getattr(args, k) is not None}
         if args.device != "auto":
             overrides["device"] = args.device
         if args.epochs is not None:
@@ -125,7 +129,8 @@ def run_train(args: argparse.Namespace) -> int:
             hyp=_hyp(args.hyp), amp=not args.no_amp,
             channels_last=not args.no_channels_last, device=args.device, workers=args.workers, cache=args.cache,
             threads=args.threads, seed=args.seed, val=not args.no_val, val_data=args.val_data,
-            val_split=args.val_split, val_every=args.val_every, val_limit=args.val_limit)
+            val_split=args.val_split, val_every=args.val_every, val_limit=args.val_limit,
+            save_every=TrainConfig.save_every if args.save_every is None else args.save_every)
         trainer = Trainer(config, progress=progress)
     history = trainer.fit()
     if trainer.main_process and history:

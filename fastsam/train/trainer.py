@@ -99,6 +99,7 @@ class TrainConfig:
     val_iou: float = 0.7
     val_max_det: int = 300
     plots: bool = True  # plots.png after each validation and at the end
+    save_every: int = 0  # also keep the EMA weights after every n-th epoch: weights/epoch<N>.safetensors (0: never)
 
     def check(self) -> "TrainConfig":
         """Raise InvalidInputError for settings out of range; returns self."""
@@ -147,6 +148,8 @@ class TrainConfig:
                 or self.bsds_annotator < 0):
             raise InvalidInputError(f"bsds_annotator must be an index >= 0 or one of {ANNOTATOR_MODES}, "
                                     f"got {self.bsds_annotator!r}")
+        if isinstance(self.save_every, bool) or not isinstance(self.save_every, int) or self.save_every < 0:
+            raise InvalidInputError(f"save_every must be an integer >= 0 (0: only last and best), got {self.save_every!r}")
         if self.val_limit is not None and self.val_limit < 1:
             raise InvalidInputError(f"val_limit must be >= 1, got {self.val_limit}")
         return self
@@ -540,6 +543,9 @@ class Trainer:
             self.best_fitness = float(fitness)
         ema_model = self.ema.module
         _save_native_atomic(ema_model, self.weights_dir / "last.safetensors")
+        epoch = int(row["epoch"])
+        if self.config.save_every and epoch % self.config.save_every == 0:
+            _save_native_atomic(ema_model, self.weights_dir / f"epoch{epoch}.safetensors")
         if improved or not (self.weights_dir / "best.safetensors").exists():
             _save_native_atomic(ema_model, self.weights_dir / "best.safetensors")
         _save_torch(self.state(), self.weights_dir / "last.pt")
