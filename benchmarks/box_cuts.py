@@ -36,18 +36,11 @@ def instance_cuts(mask: np.ndarray, box: tuple[int, int, int, int], image_size: 
     height, width = image_size
     eroded = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     boundary = int(np.count_nonzero(mask & ~eroded.astype(bool)))
-    sides = []
-    if y1 > 0:
-        sides.append((mask[0], mask.shape[1]))
-    if y2 < height:
-        sides.append((mask[-1], mask.shape[1]))
-    if x1 > 0:
-        sides.append((mask[:, 0], mask.shape[0]))
-    if x2 < width:
-        sides.append((mask[:, -1], mask.shape[0]))
+    inside_image = (y1 > 0, y2 < height, x1 > 0, x2 < width)
+    sides = [line for line, inside in zip((mask[0], mask[-1], mask[:, 0], mask[:, -1]), inside_image) if inside]
     # The two corner pixels of a side belong to the tight box of any mask; only a longer run is a cut.
-    on_sides = sum(max(int(np.count_nonzero(line)) - 2, 0) for line, _ in sides)
-    worst = max((np.count_nonzero(line) / length for line, length in sides), default=0.0)
+    on_sides = sum(max(int(np.count_nonzero(line)) - 2, 0) for line in sides)
+    worst = max((np.count_nonzero(line) / line.size for line in sides), default=0.0)
     return boundary, on_sides, float(worst)
 
 
