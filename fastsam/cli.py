@@ -126,6 +126,8 @@ def _build_parser() -> argparse.ArgumentParser:
     conv = commands.add_parser("convert", help="convert a checkpoint to fastsam's safetensors format")
     conv.add_argument("source", help="ultralytics .pt or fastsam .safetensors checkpoint (or a zoo name)")
     conv.add_argument("dest", help="output .safetensors path")
+    conv.add_argument("--half", action="store_true", help="store the weights as fp16: half the size, loads as fp32 "
+                                                          "(predictions change by fp16 rounding)")
     return parser
 
 
@@ -256,7 +258,9 @@ def _convert(args: argparse.Namespace) -> int:
     dest = Path(args.dest)
     if dest.suffix != ".safetensors":
         raise InvalidInputError(f"output must end in .safetensors, got {dest}")
-    convert_checkpoint(args.source, dest)
+    import torch
+
+    convert_checkpoint(args.source, dest, torch.float16 if args.half else torch.float32)
     print(f"wrote {dest}")
     return 0
 

@@ -136,9 +136,56 @@ def test_save_every_keeps_those_epochs_weights_and_may_change_on_resume(tmp_path
     assert load_model(weights / "epoch2.safetensors").cfg.reg_max == 16
 
 
+def test_run_continued_from_its_weights_follows_the_schedule(tmp_path: Path) -> None:
+    """A run whose last.pt is lost goes on from its EMA weights at start_epoch: same epochs, learning rates,
+    mosaic switch and EMA ramp as the uninterrupted run, with a fresh optimiser."""
+    data = make_shapes_dataset(tmp_path / "shapes", count=4)
+    def recording_mosaic(trainer: Trainer) -> list[bool]:
+        used: list[bool] = []
+        train_epoch = trainer._train_epoch_steps
+        trainer._train_epoch_steps = lambda epoch: (train_epoch(epoch), used.append(trainer.dataset.mosaic))[0]
+        return used
+
+    straight = Trainer(tiny_config(data, tmp_path / "straight", epochs=4, close_mosaic=2, save_every=1),
+                       progress=False)
+    straight_mosaic = recording_mosaic(straight)
+    straight.fit()
+
+    continued = Trainer(tiny_config(data, tmp_path / "continued", epochs=4, close_mosaic=2, start_epoch=1,
+                                    model=str(tmp_path / "straight" / "weights" / "epoch1.safetensors")),
+                        progress=False)
+    continued_mosaic = recording_mosaic(continued)
+    assert continued.ema.updates == 2  # the 2 optimiser steps of epoch 1
+    history = continued.fit()
+    assert [row["epoch"] for row in history] == [2, 3, 4]
+    assert [row["lr"] for row in history] == [row["lr"] for row in straight.history[1:]]
+    assert straight_mosaic == [True, True, False, False] and continued_mosaic == straight_mosaic[1:]
+    assert continued.ema.updates == straight.ema.updates == 8
+    assert all(np.isfinite(row["train/loss"]) for row in history)
+    assert Trainer.resume(tmp_path / "continued", progress=False).start_epoch == 4
+
+
+def test_schedule_warms_up_again_from_its_first_iteration() -> None:
+    from fastsam.train.optim import WarmupSchedule
+
+    model = torch.nn.Conv2d(1, 1, 1)
+    optimizer = torch.optim.SGD([{"params": [model.bias]}, {"params": [model.weight]}, {"params": []}], lr=0.1,
+                                momentum=0.9)
+    settings = dict(base_lr=0.1, epochs=10, lrf=0.1, cosine=False, warmup_iters=100, warmup_bias_lr=0.0,
+                    warmup_momentum=0.8, momentum=0.9, accumulate=4)
+    fresh, continued = WarmupSchedule(**settings), WarmupSchedule(**settings, first_iteration=500)
+    assert continued.apply(optimizer, 500, 5) == 1 and optimizer.param_groups[1]["lr"] == 0.0
+    assert continued.apply(optimizer, 550, 5) == fresh.apply(optimizer, 50, 5) == 2
+    assert continued.apply(optimizer, 600, 5) == 4
+    assert optimizer.param_groups[1]["lr"] == pytest.approx(0.1 * (0.5 * 0.9 + 0.1))
+    fresh.apply(optimizer, 500, 5)
+    assert optimizer.param_groups[1]["lr"] == pytest.approx(0.1 * (0.5 * 0.9 + 0.1))
+
+
 def test_config_rejects_bad_settings(tmp_path: Path) -> None:
     for bad in ({"imgsz": 100}, {"batch": 0}, {"optimizer": "Adam"}, {"scale": "q"}, {"lr0": -1.0},
-                {"save_every": -1}, {"save_every": 1.5}):
+                {"save_every": -1}, {"save_every": 1.5}, {"start_epoch": -1}, {"start_epoch": 3},
+                {"start_epoch": True}):
         with pytest.raises(InvalidInputError):
             tiny_config(tmp_path, tmp_path / "run", **bad).check()
     with pytest.raises(InvalidInputError, match="cannot resume"):
@@ -163,6 +210,12 @@ def test_train_cli_runs_and_resumes(tmp_path: Path) -> None:
     assert main(["train", str(data), str(data), "--source-weights", "1", "--out", str(tmp_path / "r3"), *common]) == 2
     assert main(["train", str(data), "--bsds-annotator", "some", "--out", str(tmp_path / "r3"), *common]) == 2
     assert main(["train", str(data), "--save-every", "-2", "--out", str(tmp_path / "r3"), *common]) == 2
+    # The run goes on from its weights alone, at the schedule's epoch 2 of 3.
+    assert main(["train", str(data), "--model", str(run / "weights" / "last.safetensors"), "--start-epoch", "2",
+                 "--epochs", "3", "--out", str(tmp_path / "r4"), *common]) == 0
+    assert [row["epoch"] for row in json.loads((tmp_path / "r4" / "metrics.json").read_text())] == [3]
+    assert main(["train", str(data), "--start-epoch", "3", "--epochs", "3", "--out", str(tmp_path / "r5"),
+                 *common]) == 2
 
 
 def test_source_weights_set_the_share_of_each_source(tmp_path: Path) -> None:

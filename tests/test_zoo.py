@@ -301,3 +301,21 @@ def test_convert_checkpoint(native_file: Path, tmp_path: Path) -> None:
     assert torch.equal(load_model(dest).head.proto.cv1.conv.weight, load_model(native_file).head.proto.cv1.conv.weight)
     with pytest.raises(InvalidInputError, match="overwrite"):
         convert_checkpoint(native_file, native_file)
+
+
+def test_convert_checkpoint_to_half_precision(native_file: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    half = convert_checkpoint(native_file, tmp_path / "half.safetensors", torch.float16)
+    assert half.stat().st_size < 0.55 * native_file.stat().st_size
+    with safe_open(str(half), framework="pt") as f:
+        assert {f.get_slice(name).get_dtype() for name in f.keys()} >= {"F16"}
+        assert "F32" not in {f.get_slice(name).get_dtype() for name in f.keys()}
+    full, loaded = load_model(native_file), load_model(half)
+    assert loaded.cfg == full.cfg
+    for name, value in full.state_dict().items():  # back in fp32, each weight its fp16 rounding
+        assert loaded.state_dict()[name].dtype == value.dtype
+        if value.is_floating_point():
+            assert torch.equal(loaded.state_dict()[name], value.half().float()), name
+    with pytest.raises(InvalidInputError, match="dtype"):
+        convert_checkpoint(native_file, tmp_path / "int.safetensors", torch.int8)

@@ -113,11 +113,18 @@ def build_model(state: dict[str, torch.Tensor], cfg: YoloV8SegConfig, source: st
     model.load_state_dict(state)
     return model.eval()
 
-def save_native(model: YoloV8Seg, path: str | Path) -> Path:
-    """Write weights as safetensors (fp32) with the architecture config in the file's metadata."""
+#: Floating-point types a native file may store: fp32 (exact) or half width (half the size; loads back into fp32).
+NATIVE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def save_native(model: YoloV8Seg, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Write weights as safetensors (floating-point tensors as ``dtype``) with the architecture config in the
+    file's metadata."""
+    if dtype not in NATIVE_DTYPES:
+        raise InvalidInputError(f"dtype must be one of {NATIVE_DTYPES}, got {dtype}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+    tensors = {k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.contiguous()
                for k, v in model.state_dict().items()}
     save_file(tensors, str(path), metadata={CONFIG_METADATA_KEY: json.dumps(model.cfg.to_dict())})
     return path

@@ -16,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from fastsam.errors import CheckpointError, InvalidInputError, ModelNotFoundError
@@ -260,10 +261,11 @@ def load_model(name_or_path: str | Path, progress: bool = True) -> YoloV8Seg:
     return load_weights(resolve_weights(name_or_path, progress=progress))
 
 
-def convert_checkpoint(src: str | Path, dst: str | Path) -> Path:
-    """Convert any supported checkpoint (path or zoo name) to fastsam's native safetensors file ``dst``."""
+def convert_checkpoint(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Convert any supported checkpoint (path or zoo name) to fastsam's native safetensors file ``dst``, its
+    floating-point weights stored as ``dtype`` (fp16 halves the file)."""
     source = resolve_weights(src)
     dst = Path(dst)
     if dst.exists() and dst.resolve() == source.resolve():
         raise InvalidInputError(f"conversion would overwrite its source {source}; choose another output path")
-    return save_native(load_weights(source), dst)
+    return save_native(load_weights(source), dst, dtype)

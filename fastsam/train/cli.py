@@ -42,6 +42,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                         "widens its box range (longest box ~2 (reg_max - 1) x 32 px) keeping its predictions")
     p.add_argument("--imgsz", type=int, default=d.imgsz, help="training image size (multiple of 32)")
     p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs}; with --resume: extend the run to this)")
+    p.add_argument("--start-epoch", type=int, default=d.start_epoch, metavar="N",
+                   help="begin at epoch N of the schedule with a fresh optimiser (and warm-up): continues a run from "
+                        "its saved weights (--model RUN/weights/last.safetensors) when its last.pt is lost")
     p.add_argument("--batch", type=int, default=d.batch, help="images per step (all GPUs together)")
     p.add_argument("--nbs", type=int, default=d.nominal_batch, help="nominal batch: gradients accumulated to it")
     p.add_argument("--optimizer", default=d.optimizer, choices=("auto", "SGD", "AdamW"),
@@ -122,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
             source_weights=args.source_weights, bsds_annotator=_bsds_annotator(args.bsds_annotator),
             out=args.out, model=args.model,
             scale=args.scale, reg_max=args.reg_max, imgsz=args.imgsz, batch=args.batch,
-            epochs=TrainConfig.epochs if args.epochs is None else args.epochs,
+            epochs=TrainConfig.epochs if args.epochs is None else args.epochs, start_epoch=args.start_epoch,
             nominal_batch=args.nbs, optimizer=args.optimizer, lr0=args.lr0, lrf=args.lrf, momentum=args.momentum,
             weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, cos_lr=args.cos_lr,
             close_mosaic=args.close_mosaic, mask_margin=args.mask_margin, augment=not args.no_augment,

@@ -89,16 +89,17 @@ class WarmupSchedule:
     warmup_momentum: float
     momentum: float
     accumulate: int
+    first_iteration: int = 0  # warm-up counts from here: a run continued from weights alone warms up again
 
     def apply(self, optimizer: torch.optim.Optimizer, iteration: int, epoch: int) -> int:
         """Set every group's LR (and momentum) for global ``iteration`` in ``epoch``; returns how many batches
         to accumulate before the next optimiser step."""
         target = self.base_lr * lr_factor(epoch, self.epochs, self.lrf, self.cosine)
-        if iteration >= self.warmup_iters:
+        if iteration - self.first_iteration >= self.warmup_iters:
             for group in optimizer.param_groups:
                 group["lr"] = target
             return self.accumulate
-        ramp = [0, self.warmup_iters]
+        ramp = [self.first_iteration, self.first_iteration + self.warmup_iters]
         for index, group in enumerate(optimizer.param_groups):
             start = self.warmup_bias_lr if index == 0 else 0.0
             group["lr"] = float(np.interp(iteration, ramp, [start, target]))

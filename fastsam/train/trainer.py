@@ -60,6 +60,9 @@ class TrainConfig:
     reg_max: int = 16
     imgsz: int = 640
     epochs: int = 100
+    # Begin at this epoch of the schedule with a fresh optimiser: continues a run from its weights (--model) when
+    # its last.pt is lost. LR, mosaic and data order follow the schedule; the warm-up is run again.
+    start_epoch: int = 0
     batch: int = 16
     nominal_batch: int = 64  # gradients are accumulated over ~nominal_batch / batch batches
     optimizer: str = "auto"  # auto (YOLOv8's rule), SGD or AdamW
@@ -150,6 +153,10 @@ class TrainConfig:
                                     f"got {self.bsds_annotator!r}")
         if isinstance(self.save_every, bool) or not isinstance(self.save_every, int) or self.save_every < 0:
             raise InvalidInputError(f"save_every must be an integer >= 0 (0: only last and best), got {self.save_every!r}")
+        if isinstance(self.start_epoch, bool) or not isinstance(self.start_epoch, int) or not (
+                0 <= self.start_epoch < self.epochs):
+            raise InvalidInputError(f"start_epoch must be an integer in [0, epochs={self.epochs}), "
+                                    f"got {self.start_epoch!r}")
         if self.val_limit is not None and self.val_limit < 1:
             raise InvalidInputError(f"val_limit must be >= 1, got {self.val_limit}")
         return self
@@ -313,14 +320,17 @@ class Trainer:
             base_lr=self.optim_settings.lr, epochs=config.epochs, lrf=config.lrf, cosine=config.cos_lr,
             warmup_iters=warmup_iterations(config.warmup_epochs, self.batches_per_epoch),
             warmup_bias_lr=self.optim_settings.warmup_bias_lr, warmup_momentum=config.warmup_momentum,
-            momentum=self.optim_settings.momentum, accumulate=self.accumulate)
+            momentum=self.optim_settings.momentum, accumulate=self.accumulate,
+            first_iteration=config.start_epoch * self.batches_per_epoch)
         self.use_amp = bool(config.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         # bf16 keeps fp32's range, so CPU autocast needs no loss scaling; it roughly halves a step on AMX CPUs.
         self.use_cpu_bf16 = bool(config.amp and self.device.type == "cpu" and cpu_has_native_bf16())
         self.criterion = self._criterion(self.model_cfg)
-        self.start_epoch = 0
-        self.last_step = -1
+        self.start_epoch = config.start_epoch
+        self.last_step = config.start_epoch * self.batches_per_epoch - 1
+        # The EMA's decay ramp goes on from the optimiser steps the earlier epochs made.
+        self.ema.updates = config.start_epoch * math.ceil(self.batches_per_epoch / self.accumulate)
         self.best_fitness: float | None = None
         self.history: list[dict] = []
         self.train_model: nn.Module = self.model
