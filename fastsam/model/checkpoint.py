@@ -9,9 +9,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from fastsam.errors import CheckpointError, InvalidInputError
+from fastsam.io.atomic import atomic_write_bytes
 from fastsam.model.config import YoloV8SegConfig, infer_config
 from fastsam.model.safe_pickle import StubObject, load_torch_zip
 from fastsam.model.yolov8_seg import YoloV8Seg, rename_ultralytics_key
@@ -113,21 +114,25 @@ def build_model(state: dict[str, torch.Tensor], cfg: YoloV8SegConfig, source: st
     model.load_state_dict(state)
     return model.eval()
 
+
 #: Floating-point types a native file may store: fp32 (exact) or half width (half the size; loads back into fp32).
 NATIVE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def save_native(model: YoloV8Seg, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-    """Write weights as safetensors (floating-point tensors as ``dtype``) with the architecture config in the
-    file's metadata."""
+def native_bytes(model: YoloV8Seg, dtype: torch.dtype = torch.float32) -> bytes:
+    """The safetensors file :func:`save_native` writes, as bytes (floating-point tensors as ``dtype``, the
+    architecture config in the metadata)."""
     if dtype not in NATIVE_DTYPES:
         raise InvalidInputError(f"dtype must be one of {NATIVE_DTYPES}, got {dtype}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.contiguous()
                for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={CONFIG_METADATA_KEY: json.dumps(model.cfg.to_dict())})
-    return path
+    return save(tensors, metadata={CONFIG_METADATA_KEY: json.dumps(model.cfg.to_dict())})
+
+
+def save_native(model: YoloV8Seg, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Write :func:`native_bytes` to ``path`` atomically (readers never see a partial file); returns the path."""
+    return atomic_write_bytes(path, native_bytes(model, dtype))
+
 
 def load_native(path: str | Path) -> tuple[dict[str, torch.Tensor], YoloV8SegConfig]:
     """Read a safetensors file written by :func:`save_native`. The config comes from the file's metadata, or

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from fastsam.errors import CheckpointError, InvalidInputError
 from fastsam.io.export import atomic_write_bytes
-from fastsam.model.checkpoint import save_native
+from fastsam.model.checkpoint import native_bytes
 from fastsam.model.config import SCALES, YoloV8SegConfig
 from fastsam.model.head import STRIDES
 from fastsam.model.yolov8_seg import YoloV8Seg
@@ -263,12 +263,6 @@ def _save_torch(obj: Any, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-def _save_native_atomic(model: YoloV8Seg, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_native(model, tmp)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -551,13 +545,13 @@ class Trainer:
         improved = fitness is not None and (self.best_fitness is None or fitness >= self.best_fitness)
         if improved:
             self.best_fitness = float(fitness)
-        ema_model = self.ema.module
-        _save_native_atomic(ema_model, self.weights_dir / "last.safetensors")
+        ema_weights = native_bytes(self.ema.module)
+        atomic_write_bytes(self.weights_dir / "last.safetensors", ema_weights)
         epoch = int(row["epoch"])
         if self.config.save_every and epoch % self.config.save_every == 0:
-            _save_native_atomic(ema_model, self.weights_dir / f"epoch{epoch}.safetensors")
+            atomic_write_bytes(self.weights_dir / f"epoch{epoch}.safetensors", ema_weights)
         if improved or not (self.weights_dir / "best.safetensors").exists():
-            _save_native_atomic(ema_model, self.weights_dir / "best.safetensors")
+            atomic_write_bytes(self.weights_dir / "best.safetensors", ema_weights)
         _save_torch(self.state(), self.weights_dir / "last.pt")
         self._write_logs(plot)
 
