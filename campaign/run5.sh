@@ -26,7 +26,9 @@ if [ -f "$RUN/weights/last.pt" ]; then
 fi
 start=(--model fastsam/weights/fastsam-default.safetensors)
 if [ -f "$here/run5.json" ]; then
-    start=(--model "$here/run5.safetensors" --start-epoch "$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["epoch"])' "$here/run5.json")")
+    # A fresh AdamW state needs a warm-up, but one epoch of it, not the three of a new run.
+    start=(--model "$here/run5.safetensors" --warmup-epochs 1
+           --start-epoch "$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["epoch"])' "$here/run5.json")")
 fi
 exec fastsam train "$D/camvid:train" "$D/coco128-seg" "$D/tiny_coco/tiny_coco:train2017" "$D/bsds500:train" \
     "${start[@]}" --reg-max 26 --imgsz 1024 --batch 8 --epochs 40 --close-mosaic 5 \
