@@ -322,7 +322,7 @@ class Trainer:
         self.use_cpu_bf16 = bool(config.amp and self.device.type == "cpu" and cpu_has_native_bf16())
         self.criterion = self._criterion(self.model_cfg)
         self.start_epoch = config.start_epoch
-        self.last_step = config.start_epoch * self.batches_per_epoch - 1
+        self.last_step = self.schedule.first_iteration - 1
         # The EMA's decay ramp goes on from the optimiser steps the earlier epochs made.
         self.ema.updates = config.start_epoch * math.ceil(self.batches_per_epoch / self.accumulate)
         self.best_fitness: float | None = None
