@@ -216,6 +216,13 @@ def test_train_cli_runs_and_resumes(tmp_path: Path) -> None:
     assert [row["epoch"] for row in json.loads((tmp_path / "r4" / "metrics.json").read_text())] == [3]
     assert main(["train", str(data), "--start-epoch", "3", "--epochs", "3", "--out", str(tmp_path / "r5"),
                  *common]) == 2
+    # An explicit AdamW takes the bias warm-up start it is given (YOLOv8's 0.1 would move each bias 0.1 a step).
+    assert main(["train", str(data), "--optimizer", "AdamW", "--lr0", "0.001", "--warmup-bias-lr", "0", "--epochs",
+                 "1", "--out", str(tmp_path / "r6"), *common]) == 0
+    adamw = Trainer.resume(tmp_path / "r6", progress=False)
+    assert adamw.config.warmup_bias_lr == 0.0 and adamw.optim_settings.warmup_bias_lr == 0.0
+    assert adamw.optim_settings.name == "AdamW" and adamw.optim_settings.lr == 0.001
+    assert main(["train", str(data), "--warmup-bias-lr", "-0.1", "--out", str(tmp_path / "r7"), *common]) == 2
 
 
 def test_source_weights_set_the_share_of_each_source(tmp_path: Path) -> None:

@@ -54,6 +54,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum / AdamW beta1")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--warmup-bias-lr", type=float, default=d.warmup_bias_lr,
+                   help=f"LR the biases start their warm-up from (default {d.warmup_bias_lr}, YOLOv8's; the auto "
+                        "rule's AdamW uses 0: with an explicit --optimizer AdamW keep it at or below --lr0)")
     p.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (default linear)")
     p.add_argument("--close-mosaic", type=int, default=d.close_mosaic, help="epochs at the end without mosaic")
     p.add_argument("--mask-margin", type=float, default=d.mask_margin,
@@ -127,7 +130,8 @@ def run_train(args: argparse.Namespace) -> int:
             scale=args.scale, reg_max=args.reg_max, imgsz=args.imgsz, batch=args.batch,
             epochs=TrainConfig.epochs if args.epochs is None else args.epochs, start_epoch=args.start_epoch,
             nominal_batch=args.nbs, optimizer=args.optimizer, lr0=args.lr0, lrf=args.lrf, momentum=args.momentum,
-            weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, cos_lr=args.cos_lr,
+            weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+            warmup_bias_lr=args.warmup_bias_lr, cos_lr=args.cos_lr,
             close_mosaic=args.close_mosaic, mask_margin=args.mask_margin, augment=not args.no_augment,
             hyp=_hyp(args.hyp), amp=not args.no_amp,
             channels_last=not args.no_channels_last, device=args.device, workers=args.workers, cache=args.cache,
