@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Campaign runs (issue 17; docs/training/campaign.md): YOLOv8n-seg widened to reg_max 26, 1024 px, batch 8,
+# 40 epochs, on CamVid train + coco128-seg + tiny_coco train2017 + BSDS500 train. Runs differ in their recipe below.
+#
+#   campaign/run.sh NAME               start run NAME, or go on with it: exactly from $RUN/weights/last.pt when the
+#                                      run folder survived the last session, else from the weights committed here
+#                                      (NAME.safetensors, fp16 EMA) at the epoch NAME.json records (--start-epoch)
+#   campaign/run.sh NAME save          before a session ends: commit-ready copies of the newest epoch
+#                                      (NAME.safetensors, NAME.json); then `git add campaign && git commit`
+#   THREADS=1 campaign/run.sh NAME     two runs side by side, one thread each
+#
+# Run it in the background: setsid nohup campaign/run.sh run5 >> /work/campaign/run5.log 2>&1 < /dev/null &
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+name=${1:?usage: campaign/run.sh NAME [save]  (NAME: run5 or run6)}
+RUN=${RUN:-/work/campaign/$name}
+D=${DATA:-$repo/../shared/data}
+cd "$repo"
+[ -n "${VIRTUAL_ENV:-}" ] || . .venv/bin/activate
+
+case "$name" in
+    run5)  # run 3's recipe, from the committed default
+        recipe=()
+        origin=(--model fastsam/weights/fastsam-default.safetensors)
+        origin_blob= ;;
+    run6)  # run 5 after epoch 17, more weight on the sources whose bars are unmet, every BSDS500 annotator
+        recipe=(--source-weights 0.30 0.30 0.15 0.25 --bsds-annotator epoch)
+        origin=(--model "$RUN.origin.safetensors" --warmup-epochs 1 --start-epoch 17)
+        origin_blob=930686a:campaign/run5.safetensors ;;  # run 5's weights after epoch 17
+    *) echo "unknown run $name (run5, run6)" >&2; exit 2 ;;
+esac
+
+if [ "${2:-}" = save ]; then
+    exec python "$here/save_run.py" "$RUN" "$here/$name"
+fi
+machine=(--threads "${THREADS:-2}" --workers 1 --save-every 1 --quiet)
+if [ -f "$RUN/weights/last.pt" ]; then
+    exec fastsam train --resume "$RUN" "${machine[@]}"
+fi
+if [ -f "$here/$name.json" ]; then
+    # A fresh AdamW state needs a warm-up, but one epoch of it, not the three of a new run.
+    origin=(--model "$here/$name.safetensors" --warmup-epochs 1
+            --start-epoch "$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["epoch"])' "$here/$name.json")")
+elif [ -n "$origin_blob" ]; then
+    mkdir -p "$(dirname "$RUN")"
+    git show "$origin_blob" > "$RUN.origin.safetensors"
+fi
+exec fastsam train "$D/camvid:train" "$D/coco128-seg" "$D/tiny_coco/tiny_coco:train2017" "$D/bsds500:train" \
+    "${recipe[@]}" "${origin[@]}" --reg-max 26 --imgsz 1024 --batch 8 --epochs 40 --close-mosaic 5 \
+    --val-data "$D/camvid:val" --val-every 5 --val-limit 50 --seed 0 --out "$RUN" "${machine[@]}"
