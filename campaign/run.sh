@@ -13,7 +13,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-name=${1:?usage: campaign/run.sh NAME [save]  (NAME: run5 or run6)}
+name=${1:?usage: campaign/run.sh NAME [save]  (NAME: run5 or run7)}
 RUN=${RUN:-/work/campaign/$name}
 D=${DATA:-$repo/../shared/data}
 cd "$repo"
@@ -24,11 +24,11 @@ case "$name" in
         recipe=()
         origin=(--model fastsam/weights/fastsam-default.safetensors)
         origin_blob= ;;
-    run6)  # run 5 after epoch 17, more weight on the sources whose bars are unmet, every BSDS500 annotator
-        recipe=(--source-weights 0.30 0.30 0.15 0.25 --bsds-annotator epoch)
-        origin=(--model "$RUN.origin.safetensors" --warmup-epochs 1 --start-epoch 17)
-        origin_blob=930686a:campaign/run5.safetensors ;;  # run 5's weights after epoch 17
-    *) echo "unknown run $name (run5, run6)" >&2; exit 2 ;;
+    run7)  # run 5 after epoch 23, one AdamW update per batch of 8 (93 a epoch, not ~12) at lr0 0.002 / sqrt(8)
+        recipe=(--nbs 8 --optimizer AdamW --lr0 0.000707 --momentum 0.9 --warmup-bias-lr 0)
+        origin=(--model "$RUN.origin.safetensors" --warmup-epochs 1 --start-epoch 23)
+        origin_blob=fe0818d:campaign/run5.safetensors ;;  # run 5's weights after epoch 23
+    *) echo "unknown run $name (run5, run7)" >&2; exit 2 ;;
 esac
 
 if [ "${2:-}" = save ]; then
