@@ -24,7 +24,8 @@ case "$name" in
         recipe=()
         origin=(--model fastsam/weights/fastsam-default.safetensors)
         origin_blob= ;;
-    run7)  # run 5 after epoch 23, one AdamW update per batch of 8 (93 a epoch, not ~12) at lr0 0.002 / sqrt(8)
+    run7)  # run 5 after epoch 23, one AdamW update per batch of 8 (93 a epoch, not ~12) at lr0 0.002 / sqrt(8);
+           # stopped after epoch 26, level with run 5 (docs/training/campaign.md); its weights were not kept
         recipe=(--nbs 8 --optimizer AdamW --lr0 0.000707 --momentum 0.9 --warmup-bias-lr 0)
         origin=(--model "$RUN.origin.safetensors" --warmup-epochs 1 --start-epoch 23)
         origin_blob=fe0818d:campaign/run5.safetensors ;;  # run 5's weights after epoch 23
