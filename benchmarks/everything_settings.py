@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable
 
 import numpy as np
 
@@ -28,16 +28,21 @@ sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("FASTSAM_SHARED", REPO.parent / "shared")) / "data"
 
 
-def best_masks_at_click(masks: Sequence[np.ndarray], click: tuple[int, int], truth: np.ndarray,
+def best_masks_at_click(masks: Iterable[np.ndarray], click: tuple[int, int], truth: np.ndarray,
                         ignore: np.ndarray | None = None) -> tuple[float, float, int]:
     """(IoU of the best mask holding ``click`` (x, y), IoU of the best mask of all, how many masks hold the click)
-    for boolean (H, W) ``masks`` against ``truth``; IoUs are 0 when no mask qualifies."""
+    for boolean (H, W) ``masks`` against ``truth``; IoUs are 0 when no mask qualifies. ``masks`` is read once, one
+    mask at a time, so a generator keeps a single full-size mask in memory."""
     from fastsam.eval.clicks import masked_iou
 
     x, y = click
-    ious = [masked_iou(mask, truth, ignore) for mask in masks]
-    holding = [iou for mask, iou in zip(masks, ious) if mask[y, x]]
-    return max(holding, default=0.0), max(ious, default=0.0), len(holding)
+    best_holding, best, holding = 0.0, 0.0, 0
+    for mask in masks:
+        iou = masked_iou(mask, truth, ignore)
+        best = max(best, iou)
+        if mask[y, x]:
+            best_holding, holding = max(best_holding, iou), holding + 1
+    return best_holding, best, holding
 
 
 def first_click_oracle(model: str, conf: float, iou: float, imgsz: int, max_images: int | None) -> dict:
@@ -52,7 +57,7 @@ def first_click_oracle(model: str, conf: float, iou: float, imgsz: int, max_imag
         truth, ignore = read_interactive_mask(sample.mask, sample.instance)
         result = predictor(sample.image, keep_image=False)
         x, y, _ = next_click(truth, np.zeros_like(truth), ignore)
-        rows.append(best_masks_at_click([rle.decode().astype(bool) for rle in result.rles], (x, y), truth, ignore))
+        rows.append(best_masks_at_click((rle.decode().astype(bool) for rle in result.rles), (x, y), truth, ignore))
     holding, best, count = np.array(rows, np.float64).reshape(-1, 3).mean(0)
     return {"best holding click": float(holding), "best of all": float(best), "masks holding click": float(count)}
 
