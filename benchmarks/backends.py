@@ -18,7 +18,6 @@ Conversion, export and quantisation happen once before timing (cached on disk as
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -29,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report import write_json  # noqa: E402
 
 from benchmarks.run import (  # noqa: E402
     CHECKPOINT_CONF, CONF, FIXTURES, MATMUL_SIZE, MATMULS_PER_PASS, STAGES, _load, best_matmul_seconds,
@@ -190,10 +190,8 @@ def main() -> None:
               f"{'-' if r['steal'] is None else format(r['steal'], '.0%')} |")
     print("\nsetup (conversion / export / quantisation, or reading the cache): " +
           ", ".join(f"{k} {v:.1f} s" for k, v in setup.items()))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"torch": torch.__version__, "cores": os.cpu_count(), "repeat": args.repeat,
-                                     "imgsz": args.imgsz, "setup_seconds": setup, "rows": rows}, indent=2))
-    print(f"\nwrote {args.json}")
+    write_json(args.json, {"torch": torch.__version__, "cores": os.cpu_count(), "repeat": args.repeat,
+                           "imgsz": args.imgsz, "setup_seconds": setup, "rows": rows})
 
 
 if __name__ == "__main__":

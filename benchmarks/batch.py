@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.report import write_json  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -143,8 +144,7 @@ def main() -> None:
         print(f"| {r['engine']} | {r['workers']} x {r['threads_per_worker']} | {'yes' if r['lookahead'] else 'no'} | "
               f"{r['job_images_per_s']:.2f} ({each}) | {r['after_first_images_per_s'] or 0:.2f} | "
               f"{r['first_image_seconds']:.1f} | {r['job_seconds']:.1f} | {r['load_avg_1min_before']:.1f} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ table and writes JSON (default out/box_cuts.json). Needs ../shared/data.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report import write_json  # noqa: E402
 
 DATA = Path(os.environ.get("FASTSAM_SHARED", REPO.parent / "shared")) / "data"
 SIZE_BINS = (0, 128, 384, 768, 900, 10**6)
@@ -96,9 +96,7 @@ def main() -> None:
         cells = [f"{b['instances']} / {b['cut_over_half']:.2f}" if b["instances"] else "0" for b in row["bins"]]
         print(f"| {row['name']} | {row['conf']:g} | {row['instances']} | {row['boundary_on_box_cuts']:.3f} | "
               f"{row['largest_box']:.0f} | " + " | ".join(cells) + " |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"rows": rows}, indent=2))
-    print(f"\nwrote {args.json}")
+    write_json(args.json, {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -10,15 +10,17 @@ setting). Eager and compiled passes alternate, so that both see the same moments
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from fastsam.inference.precision import InferenceModel
-from fastsam.model.zoo import load_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.report import write_json  # noqa: E402
+from fastsam.inference.precision import InferenceModel  # noqa: E402
+from fastsam.model.zoo import load_model  # noqa: E402
 
 
 def _alternating_median_ms(first, second, x: torch.Tensor, repeat: int) -> tuple[float, float]:
@@ -67,10 +69,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['precision']} | {r['eager_ms']:.0f} ms | {r['compiled_ms']:.0f} ms | {r['speedup']:.2f}x | "
               f"{r['compile_s']:.0f} s |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"torch": torch.__version__, "size": list(args.size), "freezing": args.freezing,
-                                     "rows": rows}, indent=1))
-    print(f"\nwrote {args.json}")
+    write_json(args.json, {"torch": torch.__version__, "size": list(args.size), "freezing": args.freezing,
+                           "rows": rows}, indent=1)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Prints a markdown table (median over --repeat runs after one warm-up) and writes
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.report import write_json  # noqa: E402
 
 from fastsam.inference.predictor import Predictor  # noqa: E402
 from fastsam.io.export import write_coco_json  # noqa: E402
@@ -79,8 +79,7 @@ def main() -> None:
         cells = " | ".join(f"{s[k] * 1000:.0f} ms" for k in STAGES)
         print(f"| {row['image']} | {row['instances']} | {cells} | {s['total']:.2f} s | {post / s['network']:.2f} |")
     print(f"\npeak RSS {report['peak_rss_mb']:.0f} MB, torch threads {report['threads']}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ writes JSON (default out/everything_settings.json). Needs ../shared/data.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report import write_json  # noqa: E402
 
 DATA = Path(os.environ.get("FASTSAM_SHARED", REPO.parent / "shared")) / "data"
 
@@ -102,10 +102,8 @@ def main() -> None:
             print(f"conf {conf} iou {iou}: ODS {rows[-1]['edges ODS']:.3f}, mIoU@1 {rows[-1]['grabcut mIoU@1']:.3f}",
                   file=sys.stderr)
     print(table(rows))
-    out.mkdir(parents=True, exist_ok=True)
-    document = {"model": args.model, "imgsz": args.imgsz, "max_images": args.max_images, "rows": rows}
-    (out / "everything_settings.json").write_text(json.dumps(document, indent=1))
-    print(f"wrote {out / 'everything_settings.json'}")
+    write_json(out / "everything_settings.json",
+               {"model": args.model, "imgsz": args.imgsz, "max_images": args.max_images, "rows": rows}, indent=1)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ an interrupted run resumes. Prints a markdown table and writes OUT/quality.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report import write_json  # noqa: E402
 
 DATA = Path(os.environ.get("FASTSAM_SHARED", REPO.parent / "shared")) / "data"
 # (column, goal, True when higher is better): the bars of issue 17
@@ -113,11 +113,9 @@ def main() -> None:
         raise SystemExit(f"{DATA} not found: this benchmark needs ../shared/data")
     out = Path(args.out)
     rows = [measure(*parse_model(spec), out, args.imgsz, args.max_images) for spec in args.model]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps({"imgsz": args.imgsz, "max_images": args.max_images,
-                                                  "bars": BARS, "rows": rows}, indent=1))
     print(table(rows))
-    print(f"wrote {out / 'quality.json'}", file=sys.stderr)
+    write_json(out / "quality.json", {"imgsz": args.imgsz, "max_images": args.max_images, "bars": BARS, "rows": rows},
+               indent=1)
 
 
 if __name__ == "__main__":

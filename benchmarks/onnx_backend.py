@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 import statistics
 import sys
@@ -33,6 +32,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.report import write_json  # noqa: E402
 
 from fastsam.inference.letterbox import apply_letterbox, plan_letterbox  # noqa: E402
 from fastsam.inference.onnx_backend import OnnxBackend  # noqa: E402
@@ -217,14 +217,12 @@ def main() -> None:
         print(f"| {row['image']} | {row['input'][0]}x{row['input'][1]} | {row['variant']} | {row['network_ms']:.0f} | "
               f"{row['speedup_vs_torch_fp32']:.2f}x | {row['instances']} / {row['reference_instances']} | "
               f"{row['mask_iou_vs_torch_fp32']:.4f} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
+    write_json(args.json, {
         "model": args.model, "imgsz": args.imgsz, "conf": args.conf, "repeat": args.repeat, "threads": threads,
         "torch": torch.__version__, "platform": platform.platform(), "cpu_flags": cpu_flags(),
         "export_s": export_s, "quantize_dynamic_s": quant_dynamic_s, "quantize_static_s": quant_static_s,
         "calibration_images": [p.name for p in calibration], "rows": rows,
-    }, indent=2))
-    print(f"\nwrote {args.json}")
+    })
     tmp.cleanup()
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report import write_json  # noqa: E402
 
 from timing import (MATMUL_SIZE, best_matmul_seconds, matmul_gflops, network_flops,  # noqa: E402
                     steal_seconds, steal_share)
@@ -262,9 +263,7 @@ def main() -> None:
     report = {"attainable_gflops": attainable, "torch": torch.__version__, "cores": os.cpu_count(),
               "models": {k: MODELS.get(k, f"checkpoint {checkpoints.get(k)}, conf {args.checkpoint_conf}")
                          for k in models}, "repeat": args.repeat, "imgsz": args.imgsz, "rows": rows}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.json}")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

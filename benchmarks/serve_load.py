@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import mimetypes
 import os
 import platform
@@ -31,6 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report import write_json  # noqa: E402
 
 SHARED = Path(os.environ.get("FASTSAM_SHARED", REPO.parent / "shared"))
 FIXTURES = SHARED / "fixtures"
@@ -253,9 +253,7 @@ def main() -> None:
         server.wait(30)
     result.update(cores=os.cpu_count(), requests=args.requests, clients=args.clients)
     report(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.json}")
+    write_json(args.json, result)
     errors = result["load"]["errors"] + result["one_client"]["errors"] + result["long_pass"]["errors"]
     if errors or not result["long_pass"]["health_during_pass"]["count"]:
         sys.exit("errors, or no health check answered during the long pass")

@@ -19,7 +19,6 @@ Prints a markdown table and writes the same numbers as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.report import write_json  # noqa: E402
 
 from fastsam.prompts.text import (  # noqa: E402
     build_random_clip, clear_clip_cache, instance_crops, load_clip_scorer, pick_instances, text_prompt, TextScores,
@@ -153,8 +153,7 @@ def main() -> None:
         cells = " | ".join(f"{row['stages_s'][k] * 1000:.0f} ms" for k in stages)
         print(f"| {row['batch_size']} | {row['median_s']:.2f} s | {row['min_s']:.2f} s | {row['median_cpu_s']:.2f} s "
               f"| {cells} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
+    write_json(args.json, report)
     print(f"wrote {args.json}")
 
 

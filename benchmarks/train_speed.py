@@ -264,9 +264,9 @@ def main() -> None:
         d = summary["loss_difference"]
         print(f"\nspeed-up {summary['speedup']:.2f}x; per-step loss, this checkout - baseline: {d['mean']:+.4f} "
               f"+/- {2 * d['stderr']:.4f} (2 standard errors, {d['steps']} paired steps; {d['relative']:+.2%})")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(summary, indent=1))
-    print(f"\nJSON: {args.json}")
+    from report import write_json  # beside this file, as the timing helpers
+
+    write_json(args.json, summary, indent=1)
 
 
 if __name__ == "__main__":

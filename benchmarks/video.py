@@ -26,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.report import write_json  # noqa: E402
 
 SHARED = Path(os.environ.get("FASTSAM_SHARED", REPO.parent / "shared"))
 FIXTURES = SHARED / "fixtures"
@@ -180,8 +181,7 @@ def main() -> None:
               f"{long_row['frames'] // 10}-{long_row['frames']}: {long_row['rss_slope_mb_per_1000_frames']:+.1f} MB "
               f"per 1,000 frames; peak {long_row['peak_rss_mb']:.0f} MB; {long_row['frames_per_s']:.2f} frames/s; "
               f"{long_row['track_ids']} track ids")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":
