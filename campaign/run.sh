@@ -4,7 +4,9 @@
 #
 #   campaign/run.sh NAME               start run NAME, or go on with it: exactly from $RUN/weights/last.pt when the
 #                                      run folder survived the last session, else from the weights committed here
-#                                      (NAME.safetensors, fp16 EMA) at the epoch NAME.json records (--start-epoch)
+#                                      (NAME.safetensors, fp16 EMA) at the epoch NAME.json records (--start-epoch).
+#                                      A fork (run 8) starts as a copy of its parent's exact state
+#                                      (`fastsam train --resume PARENT --fork RUN`), while the parent is at that epoch
 #   campaign/run.sh NAME save          before a session ends: commit-ready copies of the newest epoch
 #                                      (NAME.safetensors, NAME.json); then `git add campaign && git commit`
 #   THREADS=1 campaign/run.sh NAME     two runs side by side, one thread each
@@ -13,7 +15,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-name=${1:?usage: campaign/run.sh NAME [save]  (NAME: run5 or run7)}
+name=${1:?usage: campaign/run.sh NAME [save]  (NAME: run5, run7 or run8)}
 RUN=${RUN:-/work/campaign/$name}
 D=${DATA:-$repo/../shared/data}
 cd "$repo"
@@ -29,7 +31,13 @@ case "$name" in
         recipe=(--nbs 8 --optimizer AdamW --lr0 0.000707 --momentum 0.9 --warmup-bias-lr 0)
         origin=(--model "$RUN.origin.safetensors" --warmup-epochs 1 --start-epoch 23)
         origin_blob=fe0818d:campaign/run5.safetensors ;;  # run 5's weights after epoch 23
-    *) echo "unknown run $name (run5, run7)" >&2; exit 2 ;;
+    run8)  # run 5 forked after epoch 35 (its exact state: weights, optimiser, random state), then the mask loss
+           # also on a band of 0.1 of each box's size around it, so that masks stop at their region, not their box
+        recipe=(--mask-margin 0.1)
+        origin=(--model fastsam/weights/fastsam-default.safetensors)
+        origin_blob=
+        fork_of=(run5 35) ;;
+    *) echo "unknown run $name (run5, run7, run8)" >&2; exit 2 ;;
 esac
 
 if [ "${2:-}" = save ]; then
@@ -38,6 +46,16 @@ fi
 machine=(--threads "${THREADS:-2}" --workers 1 --save-every 1 --quiet)
 if [ -f "$RUN/weights/last.pt" ]; then
     exec fastsam train --resume "$RUN" "${machine[@]}"
+fi
+if [ -n "${fork_of:-}" ] && [ ! -f "$here/$name.json" ]; then
+    parent=$(dirname "$RUN")/${fork_of[0]}
+    at=$(python -c 'import sys, torch; print(torch.load(sys.argv[1], weights_only=True)["epoch"])' \
+         "$parent/weights/last.pt" 2>/dev/null || echo none)
+    if [ "$at" != "${fork_of[1]}" ]; then
+        echo "$name forks ${fork_of[0]} after epoch ${fork_of[1]}; $parent/weights/last.pt is at epoch $at" >&2
+        exit 2
+    fi
+    exec fastsam train --resume "$parent" --fork "$RUN" "${recipe[@]}" "${machine[@]}"
 fi
 if [ -f "$here/$name.json" ]; then
     # A fresh AdamW state needs a warm-up, but one epoch of it, not the three of a new run.

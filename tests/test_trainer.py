@@ -71,6 +71,13 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path: Path, 
     first = Trainer(tiny_config(data, tmp_path / "resumed", **changes), progress=False)
     first.fit(stop_after_epochs=1)  # "interrupted" after epoch 1 of 3
     del first
+    if recipe == "default":  # a fork with no changes goes on exactly as the run would, leaving the run as it was
+        forked = Trainer.resume(tmp_path / "resumed", progress=False, fork_to=tmp_path / "forked")
+        forked.fit()
+        for name, value in straight.model.state_dict().items():
+            assert torch.equal(value, forked.model.state_dict()[name]), name
+        assert torch.load(tmp_path / "resumed" / "weights" / "last.pt", weights_only=True)["epoch"] == 1
+        assert json.loads((tmp_path / "forked" / "metrics.json").read_text())[0]["epoch"] == 1
     torch.manual_seed(1234)  # disturb the global RNG: resuming must restore it
     np.random.seed(1234)
     resumed = Trainer.resume(tmp_path / "resumed", progress=False)
@@ -198,11 +205,24 @@ def test_train_cli_runs_and_resumes(tmp_path: Path) -> None:
     data = make_shapes_dataset(tmp_path / "shapes", count=2)
     run = tmp_path / "run"
     common = ["--imgsz", "64", "--batch", "2", "--nbs", "2", "--workers", "0", "--threads", "1", "--no-val", "--quiet"]
-    assert main(["train", str(data), "--out", str(run), "--epochs", "1", *common]) == 0
-    assert main(["train", "--resume", str(run), "--epochs", "2", "--workers", "0", "--threads", "1", "--save-every",
-                 "2", "--quiet"]) == 0
+    assert main(["train", str(data), "--out", str(run), "--epochs", "1", "--hyp", "degrees=0", *common]) == 0
+    machine = ["--workers", "0", "--threads", "1", "--quiet"]
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--save-every", "2", *machine]) == 0
     assert len(json.loads((run / "metrics.json").read_text())) == 2
     assert [p.name for p in (run / "weights").glob("epoch*")] == ["epoch2.safetensors"]
+    # A fork goes on from the run's state with a changed recipe; the run itself stays at epoch 2.
+    fork = tmp_path / "fork"
+    assert main(["train", "--resume", str(run), "--fork", str(fork), "--epochs", "3", "--mask-margin", "0.1",
+                 "--hyp", "fliplr=0", *machine]) == 0
+    state = torch.load(fork / "weights" / "last.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["config"]["mask_margin"] == 0.1 and state["config"]["out"] == str(fork)
+    assert state["config"]["hyp"] == {"degrees": 0.0, "fliplr": 0.0}
+    assert len(json.loads((fork / "metrics.json").read_text())) == 3
+    assert torch.load(run / "weights" / "last.pt", weights_only=True)["epoch"] == 2
+    assert main(["train", "--resume", str(run), "--mask-margin", "0.1", *machine]) == 2  # not in place
+    assert main(["train", "--resume", str(run), "--fork", str(fork), *machine]) == 2  # fork holds a run already
+    assert main(["train", "--resume", str(run), "--fork", str(run), *machine]) == 2
+    assert main(["train", str(data), "--fork", str(fork), *common]) == 2  # --fork without --resume
     assert main(["train", "--imgsz", "64"]) == 2  # no data and no --resume
     assert main(["train", str(tmp_path / "missing"), "--out", str(run)]) == 2
     assert main(["train", str(data), "--out", str(tmp_path / "r2"), "--hyp", "bogus=1", *common]) == 2

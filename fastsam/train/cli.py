@@ -26,7 +26,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                                            "tiny_coco:train2017; PATH@W (or PATH:SPLIT@W) gives its sampling weight")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder (other options ignored but "
                                                    "--epochs, --device, --workers, --threads, --save-every, "
-                                                   "--quiet)")
+                                                   "--quiet, and with --fork: --mask-margin, --hyp)")
+    p.add_argument("--fork", metavar="NEW", help="with --resume: copy RUN's state (weights, optimiser, schedule, "
+                                                 "random state) to the new run folder NEW and continue there, RUN "
+                                                 "left as it is; --mask-margin and --hyp then change the recipe "
+                                                 "from the next epoch (an ablation from the same point)")
     p.add_argument("--out", default=d.out, help=f"run folder (default {d.out})")
     p.add_argument("--kind", choices=_KINDS, help="force the dataset reader")
     p.add_argument("--split", help="subfolder or instances file of DATA (e.g. train2017)")
@@ -59,9 +63,10 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                         "rule's AdamW uses 0: with an explicit --optimizer AdamW keep it at or below --lr0)")
     p.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (default linear)")
     p.add_argument("--close-mosaic", type=int, default=d.close_mosaic, help="epochs at the end without mosaic")
-    p.add_argument("--mask-margin", type=float, default=d.mask_margin,
+    p.add_argument("--mask-margin", type=float,
                    help="mask loss also on a band around each box, this fraction of the box's size on each side "
-                        "(default 0: YOLOv8's loss inside the box only; >0 keeps masks from spilling past their boxes)")
+                        f"(default {d.mask_margin:g}: YOLOv8's loss inside the box only; >0 keeps masks from "
+                        "spilling past their boxes)")
     p.add_argument("--no-augment", action="store_true", help="letterbox only")
     p.add_argument("--hyp", nargs="+", default=[], metavar="KEY=VALUE",
                    help="augmentation overrides, e.g. scale=0.9 mosaic=0.5 (hsv_h, hsv_s, hsv_v, degrees, translate, "
@@ -113,13 +118,21 @@ def run_train(args: argparse.Namespace) -> int:
     from fastsam.train.trainer import Trainer
 
     progress = not args.quiet
+    if args.fork and not args.resume:
+        raise InvalidInputError("--fork NEW copies a run: give the run to copy with --resume RUN")
     if args.resume:
         overrides = {k: getattr(args, k) for k in ("workers", "threads", "save_every") if getattr(args, k) is not None}
         if args.device != "auto":
             overrides["device"] = args.device
         if args.epochs is not None:
             overrides["epochs"] = args.epochs
-        trainer = Trainer.resume(args.resume, progress=progress, **overrides)
+        recipe = {"mask_margin": args.mask_margin} if args.mask_margin is not None else {}
+        if args.hyp:
+            recipe["hyp"] = _hyp(args.hyp)
+        if recipe and not args.fork:
+            raise InvalidInputError("--mask-margin and --hyp change a run's recipe: with --resume, give a new run "
+                                    "folder with --fork NEW so that RUN stays as it was")
+        trainer = Trainer.resume(args.resume, progress=progress, fork_to=args.fork, **overrides, **recipe)
     else:
         if not args.data:
             raise InvalidInputError("give the training DATA, or --resume RUN")
@@ -132,7 +145,8 @@ def run_train(args: argparse.Namespace) -> int:
             nominal_batch=args.nbs, optimizer=args.optimizer, lr0=args.lr0, lrf=args.lrf, momentum=args.momentum,
             weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
             warmup_bias_lr=args.warmup_bias_lr, cos_lr=args.cos_lr,
-            close_mosaic=args.close_mosaic, mask_margin=args.mask_margin, augment=not args.no_augment,
+            close_mosaic=args.close_mosaic, augment=not args.no_augment,
+            mask_margin=TrainConfig.mask_margin if args.mask_margin is None else args.mask_margin,
             hyp=_hyp(args.hyp), amp=not args.no_amp,
             channels_last=not args.no_channels_last, device=args.device, workers=args.workers, cache=args.cache,
             threads=args.threads, seed=args.seed, val=not args.no_val, val_data=args.val_data,

@@ -265,6 +265,26 @@ def _save_torch(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+
+# last.pt last: a fork cut short holds no last.pt, so it is no run yet and can be forked again
+FORKED_FILES = ("weights/last.safetensors", "weights/best.safetensors", "metrics.json", "metrics.csv",
+                "weights/last.pt")
+
+
+def fork_run(run_dir: str | Path, new_dir: str | Path) -> Path:
+    """Copy the state of the run in ``run_dir`` (its last.pt, last and best weights, metrics) to ``new_dir``, which
+    must not hold a run yet; returns ``new_dir``. The per-epoch weights stay behind."""
+    source, target = Path(run_dir), Path(new_dir)
+    if source.resolve() == target.resolve():
+        raise InvalidInputError(f"cannot fork {source} onto itself: give a new run folder")
+    if (target / "weights" / "last.pt").exists():
+        raise InvalidInputError(f"cannot fork into {target}: it holds a run already (resume that one instead)")
+    for name in FORKED_FILES:
+        if (source / name).is_file():
+            atomic_write_bytes(target / name, (source / name).read_bytes())
+    return target
+
+
 class Trainer:
     """Trains a :class:`YoloV8Seg` to :class:`TrainConfig`.
 
@@ -572,12 +592,18 @@ class Trainer:
 
     @classmethod
     def resume(cls, run_dir: str | Path, dataset: Any = None, val_source: Any = None, progress: bool = True,
-               collate_fn: Any = None, **overrides: Any) -> "Trainer":
+               collate_fn: Any = None, fork_to: str | Path | None = None, **overrides: Any) -> "Trainer":
         """Continue the run in ``run_dir`` from its last completed epoch (``overrides`` may change, e.g.,
-        ``epochs`` to extend it, or ``device``)."""
+        ``epochs`` to extend it, or ``device``; a ``hyp`` override is merged into the run's).
+
+        ``fork_to``: first copy the run's state to this new folder and continue there, leaving ``run_dir`` as it
+        is: an ablation from the same weights, optimiser, schedule and random state (e.g. with ``mask_margin``)."""
         path = Path(run_dir) / "weights" / "last.pt"
         if not path.is_file():
             raise InvalidInputError(f"cannot resume: {path} not found (is {run_dir} a training run folder?)")
+        if fork_to is not None:
+            run_dir = fork_run(run_dir, fork_to)
+            path = Path(run_dir) / "weights" / "last.pt"
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises several types for corrupt or foreign files
@@ -586,6 +612,8 @@ class Trainer:
             raise CheckpointError(f"{path} is not a fastsam training checkpoint")
         # The run folder may have moved; the starting checkpoint is no longer needed (its weights are in `state`).
         values = {**state["config"], **overrides, "out": str(run_dir), "model": None}
+        if "hyp" in overrides:
+            values["hyp"] = {**state["config"].get("hyp", {}), **overrides["hyp"]}
         trainer = cls(TrainConfig.from_dict(values), dataset=dataset, val_source=val_source, progress=progress,
                       collate_fn=collate_fn)
         model_cfg = YoloV8SegConfig.from_dict(state["model_config"])
