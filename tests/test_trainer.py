@@ -109,6 +109,21 @@ def test_run_folder_contents_load_safely_and_segment(tmp_path: Path) -> None:
     assert len(result) == 5
 
 
+def test_fork_under_torchrun_is_copied_by_the_first_process_only(tmp_path: Path, monkeypatch) -> None:
+    from fastsam.errors import CheckpointError
+    from fastsam.train import trainer as trainer_module
+
+    data = make_shapes_dataset(tmp_path / "shapes", count=2)
+    Trainer(tiny_config(data, tmp_path / "run", epochs=1), progress=False).fit()
+    trainer_module.fork_run(tmp_path / "run", tmp_path / "fork")  # what the first process does
+    monkeypatch.setenv("RANK", "1")  # a later process reads the copy and copies nothing
+    monkeypatch.setattr(trainer_module, "fork_run", lambda *a: pytest.fail("a second process copied the run"))
+    forked = Trainer.resume(tmp_path / "run", progress=False, fork_to=tmp_path / "fork", epochs=2)
+    assert forked.run_dir == tmp_path / "fork" and forked.start_epoch == 1
+    with pytest.raises(CheckpointError, match="did not appear"):
+        trainer_module._wait_for_file(tmp_path / "never" / "last.pt", timeout_s=0.1)
+
+
 def test_fine_tune_keeps_the_checkpoint_architecture_across_resume(tmp_path: Path) -> None:
     from fastsam.model.checkpoint import save_native
     from fastsam.model.config import YoloV8SegConfig

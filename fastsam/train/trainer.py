@@ -240,6 +240,14 @@ def _distributed() -> tuple[int, int, int]:
     return int(env.get("RANK", "0")), int(env.get("LOCAL_RANK", "0")), int(env.get("WORLD_SIZE", "1"))
 
 
+def _wait_for_file(path: Path, timeout_s: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise CheckpointError(f"{path} did not appear within {timeout_s:.0f} s (did the first process fail?)")
+        time.sleep(0.5)
+
+
 def _rng_state() -> dict:
     numpy_state = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
@@ -602,8 +610,11 @@ class Trainer:
         if not path.is_file():
             raise InvalidInputError(f"cannot resume: {path} not found (is {run_dir} a training run folder?)")
         if fork_to is not None:
-            run_dir = fork_run(run_dir, fork_to)
-            path = Path(run_dir) / "weights" / "last.pt"
+            if _distributed()[0] == 0:
+                fork_run(run_dir, fork_to)
+            else:  # under torchrun the first process copies; the others read its copy
+                _wait_for_file(Path(fork_to) / "weights" / "last.pt")
+            run_dir, path = Path(fork_to), Path(fork_to) / "weights" / "last.pt"
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises several types for corrupt or foreign files
