@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Campaign runs (issue 17; docs/training/campaign.md): YOLOv8n-seg widened to reg_max 26, 1024 px, batch 8,
-# 40 epochs, on CamVid train + coco128-seg + tiny_coco train2017 + BSDS500 train. Runs differ in their recipe below.
+# on CamVid train + coco128-seg + tiny_coco train2017 + BSDS500 train; 40 epochs (the last 5 without mosaic) unless a
+# run's schedule says otherwise. Runs differ in their recipe below.
 #
 #   campaign/run.sh NAME               start run NAME, or go on with it: exactly from $RUN/weights/last.pt when the
 #                                      run folder survived the last session, else from the weights committed here
@@ -15,7 +16,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-name=${1:?usage: campaign/run.sh NAME [save]  (NAME: run5, run7 or run8)}
+name=${1:?usage: campaign/run.sh NAME [save]  (NAME: run5, run7, run8, run9 or run10)}
 RUN=${RUN:-/work/campaign/$name}
 D=${DATA:-$repo/../shared/data}
 cd "$repo"
@@ -37,8 +38,17 @@ case "$name" in
         origin=(--model fastsam/weights/fastsam-default.safetensors)
         origin_blob=
         fork_of=(run5 35) ;;
-    *) echo "unknown run $name (run5, run7, run8)" >&2; exit 2 ;;
+    run9|run10)  # a second cycle from run 5's end (epoch 40): 15 epochs, the last 5 without mosaic, AdamW from lr
+           # 0.001 (about half run 5's peak); run 9 pastes instances of another image with probability 0.3 (copy-paste:
+           # objects over regions, for the one-click and COCO bars), run 10 is its control without
+        recipe=(--optimizer AdamW --lr0 0.001 --momentum 0.9 --warmup-bias-lr 0)
+        [ "$name" = run9 ] && recipe+=(--hyp copy_paste=0.3)
+        schedule=(--epochs 15 --close-mosaic 5)
+        origin=(--model "$RUN.origin.safetensors" --warmup-epochs 1)
+        origin_blob=e7bb92c:campaign/run5.safetensors ;;  # run 5's weights after epoch 40
+    *) echo "unknown run $name (run5, run7, run8, run9, run10)" >&2; exit 2 ;;
 esac
+[ -n "${schedule+set}" ] || schedule=(--epochs 40 --close-mosaic 5)
 
 if [ "${2:-}" = save ]; then
     exec python "$here/save_run.py" "$RUN" "$here/$name"
@@ -66,5 +76,5 @@ elif [ -n "$origin_blob" ]; then
     git show "$origin_blob" > "$RUN.origin.safetensors"
 fi
 exec fastsam train "$D/camvid:train" "$D/coco128-seg" "$D/tiny_coco/tiny_coco:train2017" "$D/bsds500:train" \
-    "${recipe[@]}" "${origin[@]}" --reg-max 26 --imgsz 1024 --batch 8 --epochs 40 --close-mosaic 5 \
+    "${recipe[@]}" "${origin[@]}" "${schedule[@]}" --reg-max 26 --imgsz 1024 --batch 8 \
     --val-data "$D/camvid:val" --val-every 5 --val-limit 50 --seed 0 --out "$RUN" "${machine[@]}"
