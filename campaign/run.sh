@@ -35,7 +35,6 @@ case "$name" in
     run8)  # run 5 forked after epoch 35 (its exact state: weights, optimiser, random state), then the mask loss
            # also on a band of 0.1 of each box's size around it, so that masks stop at their region, not their box
         recipe=(--mask-margin 0.1)
-        origin=(--model fastsam/weights/fastsam-default.safetensors)
         origin_blob=
         fork_of=(run5 35) ;;
     run9|run10)  # a second cycle from run 5's end (epoch 40): 15 epochs, the last 5 without mosaic, AdamW from lr

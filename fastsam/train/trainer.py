@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fastsam.errors import CheckpointError, InvalidInputError
+from fastsam.io.atomic import AtomicFile
 from fastsam.io.export import atomic_write_bytes
 from fastsam.model.checkpoint import native_bytes
 from fastsam.model.config import SCALES, YoloV8SegConfig
@@ -273,7 +275,7 @@ def _save_torch(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-
+COPY_CHUNK_BYTES = 16 << 20
 # last.pt last: a fork cut short holds no last.pt, so it is no run yet and can be forked again
 FORKED_FILES = ("weights/last.safetensors", "weights/best.safetensors", "metrics.json", "metrics.csv",
                 "weights/last.pt")
@@ -288,8 +290,9 @@ def fork_run(run_dir: str | Path, new_dir: str | Path) -> Path:
     if (target / "weights" / "last.pt").exists():
         raise InvalidInputError(f"cannot fork into {target}: it holds a run already (resume that one instead)")
     for name in FORKED_FILES:
-        if (source / name).is_file():
-            atomic_write_bytes(target / name, (source / name).read_bytes())
+        if (source / name).is_file():  # streamed: a large model's last.pt is ~1 GB
+            with open(source / name, "rb") as original, AtomicFile(target / name) as copy:
+                shutil.copyfileobj(original, copy.handle, COPY_CHUNK_BYTES)
     return target
 
 
