@@ -89,6 +89,15 @@ def shared_memory_workers(workers: int) -> int:
     return workers
 
 
+def committed_origin() -> str:
+    """The campaign's committed weights (``campaign/*.safetensors``): the tree keeps one, the newest line's, so
+    that it and the pack fit the device tool's 64 MiB; older runs' weights stay in git history."""
+    found = sorted((REPO / "campaign").glob("*.safetensors"))
+    if len(found) != 1:
+        raise SystemExit(f"give --origin: campaign/ holds {len(found)} weights files ({[p.name for p in found]})")
+    return str(found[0])
+
+
 def plan_epochs(seconds_left: float, epoch_s: float, max_epochs: int) -> int:
     """Epochs that fit ``seconds_left`` at ``epoch_s`` each with a 10% margin (at least one)."""
     return max(1, min(max_epochs, math.floor(seconds_left / (1.1 * epoch_s))))
@@ -100,8 +109,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=510.0,
                         help="seconds for the whole script, unpacking and copying included (default 510 of a "
                              "600 s call)")
-    parser.add_argument("--origin", default=str(REPO / "campaign" / "run5.safetensors"),
-                        help="weights to start from (default: run 5 after epoch 40)")
+    parser.add_argument("--origin", default=None,
+                        help="weights to start from (default: the campaign's one committed weights file)")
     parser.add_argument("--pack", type=Path, default=REPO / ".gpu")
     parser.add_argument("--work", type=Path, default=Path("/tmp/fastsam-gpu"))
     parser.add_argument("--device", default="cuda")
@@ -112,6 +121,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     parser.add_argument("--hyp", nargs="*", default=[], metavar="KEY=VALUE", help="augmentation overrides")
     args = parser.parse_args()
+    args.origin = args.origin or committed_origin()
     started = time.monotonic()
 
     def seconds_left() -> float:
