@@ -1,6 +1,6 @@
 """Box recall of large regions: does a model box a region whole, on street scenes and on natural images?
 
-    python benchmarks/region_recall.py --model run5=campaign/run5.safetensors:0.15 [--model ...]
+    python benchmarks/region_recall.py --model run10=campaign/run10.safetensors:0.15 [--model ...]
 
 Everything mode (conf from NAME=MODEL[:CONF], NMS IoU ``--iou``, FastSAM's 0.9 by default) on CamVid val (every
 instance) and BSDS500 val (annotator 0's regions of at least 100 px, as training reads them). A ground-truth

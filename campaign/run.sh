@@ -23,10 +23,8 @@ cd "$repo"
 [ -n "${VIRTUAL_ENV:-}" ] || . .venv/bin/activate
 
 case "$name" in
-    run5)  # run 3's recipe, from the committed default
-        recipe=()
-        origin=(--model fastsam/weights/fastsam-default.safetensors)
-        origin_blob= ;;
+    run5)  # run 3's recipe, from the committed default; finished its 40 epochs (weights: e7bb92c)
+        finished="run 5 finished its 40 epochs; its weights: git show e7bb92c:campaign/run5.safetensors" ;;
     run7)  # run 5 after epoch 23, one AdamW update per batch of 8 (93 a epoch, not ~12) at lr0 0.002 / sqrt(8);
            # stopped after epoch 26, level with run 5 (docs/training/campaign.md); its weights were not kept
         recipe=(--nbs 8 --optimizer AdamW --lr0 0.000707 --momentum 0.9 --warmup-bias-lr 0)
@@ -51,6 +49,10 @@ esac
 
 if [ "${2:-}" = save ]; then
     exec python "$here/save_run.py" "$RUN" "$here/$name"
+fi
+if [ -n "${finished:-}" ] && [ ! -f "$RUN/weights/last.pt" ]; then
+    echo "$finished" >&2
+    exit 0
 fi
 machine=(--threads "${THREADS:-2}" --workers 1 --save-every 1 --quiet)
 if [ -f "$RUN/weights/last.pt" ]; then
