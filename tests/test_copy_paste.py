@@ -46,6 +46,17 @@ def test_instances_the_paste_misses_keep_their_masks_and_boxes() -> None:
     assert masks[0, 1:5, 1:5].all() and masks[0].sum() == 16
 
 
+def test_paste_onto_an_image_without_instances_gives_the_pasted_ones() -> None:
+    # Augmentation can crop every instance out of an image; run 9 of the campaign met one in its 11th epoch.
+    image, donor = _square_images()
+    pasted = [[_rectangle(40, 40, 60, 60)]]
+    composed, boxes, masks = copy_paste(image, [], donor, pasted, RATIO, np.random.default_rng(0))
+    assert masks.shape == (1, SIZE // RATIO, SIZE // RATIO) and boxes.shape == (1, 4)
+    np.testing.assert_allclose(boxes[0], [40, 40, 60, 60])
+    assert masks[0, 10:15, 10:15].all() and masks[0].sum() == 25
+    assert (composed[40:60, 40:60] == 200).all() and (composed[:40] == 10).all()
+
+
 def test_copy_paste_rejects_mismatched_images() -> None:
     image, donor = _square_images()
     with pytest.raises(InvalidInputError):

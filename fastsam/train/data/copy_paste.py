@@ -39,7 +39,7 @@ def copy_paste(image: np.ndarray, segments: Segments, donor_image: np.ndarray, d
         fill_polygons(covered, polygons)
     composed = np.where(covered[..., None].astype(bool), donor_image, image)
     masks, boxes = rasterize_visible(segments, cells, cells, mask_ratio, covered)
-    visible = masks.reshape(len(masks), -1).any(1)
+    visible = masks.any(axis=(1, 2))  # not reshape(n, -1): numpy cannot infer -1 for an image with no instances
     return (composed,
             np.concatenate((boxes[visible], segments_boxes(pasted, size, size))),
             np.concatenate((masks[visible], rasterize(pasted, cells, cells, mask_ratio))))
