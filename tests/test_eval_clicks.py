@@ -61,6 +61,8 @@ def test_number_of_clicks_and_summary() -> None:
     assert summary["miou"] == pytest.approx([0.75, 0.95])
     assert summary["NoC@85"] == pytest.approx(1.5) and summary["NoC@90"] == pytest.approx(1.5)
     assert summary["failures@90"] == 0 and summarize_clicks([[0.5, 0.6]])["failures@85"] == 1
+    empty = summarize_clicks([])  # no images: no curve and no NoC, not a numpy reshape error
+    assert empty["miou"] == [] and empty["NoC@85"] is None and empty["failures@85"] == 0
 
 
 def test_simulation_corrects_errors_click_by_click() -> None:

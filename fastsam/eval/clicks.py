@@ -101,7 +101,7 @@ def number_of_clicks(ious: list[float], threshold: float) -> int:
 def summarize_clicks(per_image: list[list[float]]) -> dict:
     """mIoU after each click (``miou``: list, index k-1 for k clicks), NoC@85/90 means and how many images
     never reached each threshold (``failures@85/90``)."""
-    curves = np.array(per_image, np.float64).reshape(len(per_image), -1)
+    curves = np.array(per_image, np.float64).reshape(len(per_image), -1) if per_image else np.zeros((0, 0))
     summary: dict[str, Any] = {"miou": [float(v) for v in curves.mean(0)] if len(curves) else []}
     for threshold in NOC_THRESHOLDS:
         name = f"{round(threshold * 100)}"
