@@ -43,16 +43,13 @@ def camvid_regions(max_images: int | None) -> Iterator[tuple[Path, np.ndarray, t
 
 def bsds_regions(max_images: int | None) -> Iterator[tuple[Path, np.ndarray, tuple[int, int]]]:
     """(image, (N, 4) xyxy boxes of annotator 0's regions, (height, width)) of BSDS500 val."""
-    from scipy.ndimage import find_objects
-
     from fastsam.eval.edges import bsds_images
-    from fastsam.train.data.bsds import read_bsds_segmentations
+    from fastsam.train.data.bsds import read_bsds_segmentations, region_windows
 
     for _, image_path, truth_path in bsds_images(DATA / "bsds500", "val")[:max_images]:
         labels = read_bsds_segmentations(truth_path)[0]
-        areas = np.bincount(labels.ravel())
-        boxes = [(w[1].start, w[0].start, w[1].stop, w[0].stop)
-                 for value, w in enumerate(find_objects(labels), 1) if w is not None and areas[value] >= BSDS_MIN_AREA]
+        boxes = [(cols.start, rows.start, cols.stop, rows.stop)
+                 for _, (rows, cols) in region_windows(labels, BSDS_MIN_AREA)]
         yield image_path, np.array(boxes, dtype=np.float64).reshape(-1, 4), labels.shape
 
 
@@ -60,14 +57,15 @@ SETS = {"camvid val": camvid_regions, "bsds500 val": bsds_regions}
 
 
 def best_overlaps(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """(N,) the highest box IoU of each ground-truth box (N, 4) with any predicted box (M, 4), xyxy."""
-    if not len(predicted) or not len(truth):
+    """(N,) the highest box IoU of each ground-truth box (N, 4) with any predicted box (M, 4), xyxy (NMS's IoU)."""
+    import torch
+
+    from fastsam.inference.nms import box_iou
+
+    if not len(predicted):
         return np.zeros(len(truth))
-    top_left = np.maximum(truth[:, None, :2], predicted[None, :, :2])
-    bottom_right = np.minimum(truth[:, None, 2:], predicted[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area = lambda b: np.prod(b[:, 2:] - b[:, :2], axis=1)  # noqa: E731
-    return (inter / (area(truth)[:, None] + area(predicted)[None, :] - inter)).max(axis=1)
+    candidates = torch.from_numpy(predicted)
+    return np.array([float(box_iou(torch.from_numpy(box), candidates).max()) for box in truth])
 
 
 def measure(name: str, model: str, conf: float, imgsz: int, iou: float, match_iou: float,

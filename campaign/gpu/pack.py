@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[2]
 LIMIT_BYTES = 64 * 2**20
 #: (folder under the data root, training files under it): one entry per training source of campaign/run.sh
 SOURCES = (
@@ -118,20 +119,18 @@ def pack(data: Path, out: Path, quality: int) -> dict:
                     counts[f"{folder}/{pattern}"] = len(files)
     Path(partial.name).replace(out / "data.tar.xz")
     wheel = download_wheel(out / "wheels")
-    repo = Path(__file__).resolve().parents[2]
     pack_bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     summary = {"data": str(data), "jpeg_quality": quality, "files": counts, "wheel": wheel.name,
-               "pack_bytes": pack_bytes, "repository_bytes": repository_bytes(repo), "limit_bytes": LIMIT_BYTES}
+               "pack_bytes": pack_bytes, "repository_bytes": repository_bytes(REPO), "limit_bytes": LIMIT_BYTES}
     summary["travel_bytes"] = summary["pack_bytes"] + summary["repository_bytes"]
     (out / "pack.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
 def main() -> None:
-    repo = Path(__file__).resolve().parents[2]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=repo.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=repo / ".gpu")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=REPO / ".gpu")
     parser.add_argument("--quality", type=int, default=85, help="JPEG quality of re-encoded images (1-100)")
     args = parser.parse_args()
     if not 1 <= args.quality <= 100:

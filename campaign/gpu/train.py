@@ -139,7 +139,8 @@ def main() -> None:
 
     workers = shared_memory_workers(args.workers) if args.device.startswith("cuda") else args.workers
     torch.backends.cudnn.benchmark = True  # one input size throughout: let cuDNN pick its fastest kernels once
-    print(f"{device_name(args.device)}, torch {torch.__version__}, {workers} loader workers; unpacked in "
+    machine = device_name(args.device)
+    print(f"{machine}, torch {torch.__version__}, {workers} loader workers; unpacked in "
           f"{time.monotonic() - started:.0f} s", flush=True)
     config = TrainConfig(
         data=[str(data / spec) for spec in TRAINING_SOURCES], model=args.origin, reg_max=26, imgsz=args.imgsz,
@@ -171,8 +172,8 @@ def main() -> None:
     if finished:
         shutil.copy2(run_dir / "weights" / "last.safetensors", args.out / "last.safetensors")
         shutil.copy2(run_dir / "metrics.json", args.out / "metrics.json")
-    summary = {"device": device_name(args.device), "torch": torch.__version__, "origin": args.origin,
-               "imgsz": args.imgsz, "batch": args.batch, "lr0": args.lr0, "hyp": _hyp(args.hyp),
+    summary = {"device": machine, "torch": torch.__version__, "origin": args.origin,
+               "imgsz": args.imgsz, "batch": args.batch, "lr0": args.lr0, "hyp": config.hyp,
                "probe_epoch_s": epoch_s, "epochs_planned": epochs, "close_mosaic": close_mosaic,
                "epochs_finished": finished, "seconds": round(time.monotonic() - started, 1),
                "loss": [round(row["train/loss"], 4) for row in trainer.history]}

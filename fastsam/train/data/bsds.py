@@ -11,6 +11,7 @@ Regions smaller than ``min_area`` pixels are skipped.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +36,21 @@ def read_bsds_segmentations(mat_path: Path) -> list[np.ndarray]:
         raise InvalidInputError(f"{mat_path}: not a BSDS500 ground-truth .mat ({exc})") from exc
 
 
-def regions_to_segments(labels: np.ndarray, min_area: int) -> list[list[np.ndarray]]:
-    """Polygons of each region of a label map (0 = unlabelled), regions under ``min_area`` pixels skipped."""
+def region_windows(labels: np.ndarray, min_area: int) -> Iterator[tuple[int, tuple[slice, slice]]]:
+    """(label, (row slice, column slice) of its bounding box) of each region of a label map (0 = unlabelled)
+    with at least ``min_area`` pixels."""
     from scipy.ndimage import find_objects
 
-    segments = []
     areas = np.bincount(labels.ravel())
     for value, window in enumerate(find_objects(labels), 1):
-        if window is None or areas[value] < min_area:
-            continue
+        if window is not None and areas[value] >= min_area:
+            yield value, window
+
+
+def regions_to_segments(labels: np.ndarray, min_area: int) -> list[list[np.ndarray]]:
+    """Polygons of each region of a label map (0 = unlabelled), regions under ``min_area`` pixels skipped."""
+    segments = []
+    for value, window in region_windows(labels, min_area):
         crop = labels[window] == value
         polygons = mask_to_polygons(crop, (window[1].start, window[0].start))
         if polygons:
