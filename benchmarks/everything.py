@@ -24,7 +24,7 @@ from benchmarks.report import write_json  # noqa: E402
 
 from fastsam.inference.predictor import Predictor  # noqa: E402
 from fastsam.io.export import write_coco_json  # noqa: E402
-from fastsam.model.zoo import load_model  # noqa: E402
+from fastsam.model.zoo import default_conf, default_iou, load_model  # noqa: E402
 
 STAGES = ("decode", "letterbox", "network", "nms", "masks", "encode")
 
@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--model", required=True)
     parser.add_argument("--imgsz", type=int, default=1024)
+    parser.add_argument("--conf", type=float, default=None, help="default: the model's (0.4; bundled model 0.15)")
+    parser.add_argument("--iou", type=float, default=None, help="NMS IoU, default: the model's (0.9; bundled 0.7)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, default=Path("out/bench_everything.json"))
@@ -57,7 +59,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    predictor = Predictor(load_model(args.model, progress=False), imgsz=args.imgsz)
+    conf = default_conf(args.model) if args.conf is None else args.conf
+    iou = default_iou(args.model) if args.iou is None else args.iou
+    predictor = Predictor(load_model(args.model, progress=False), imgsz=args.imgsz, conf=conf, iou=iou)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for image in args.images:
@@ -66,7 +70,8 @@ def main() -> None:
             medians = {k: statistics.median(r[0][k] for r in runs) for k in (*STAGES, "total")}
             rows.append({"image": image.name, "instances": runs[0][1], "seconds": medians})
     report = {
-        "model": str(args.model), "imgsz": args.imgsz, "repeat": args.repeat, "threads": torch.get_num_threads(),
+        "model": str(args.model), "imgsz": args.imgsz, "conf": conf, "iou": iou, "repeat": args.repeat,
+        "threads": torch.get_num_threads(),
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         "peak_rss_mb": round(peak_rss_mb(), 1), "rows": rows,
     }
@@ -78,7 +83,8 @@ def main() -> None:
         post = s["nms"] + s["masks"] + s["encode"]
         cells = " | ".join(f"{s[k] * 1000:.0f} ms" for k in STAGES)
         print(f"| {row['image']} | {row['instances']} | {cells} | {s['total']:.2f} s | {post / s['network']:.2f} |")
-    print(f"\npeak RSS {report['peak_rss_mb']:.0f} MB, torch threads {report['threads']}")
+    print(f"\nconf {conf:g}, NMS IoU {iou:g}; peak RSS {report['peak_rss_mb']:.0f} MB, "
+          f"torch threads {report['threads']}")
     write_json(args.json, report)
 
 

@@ -17,7 +17,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser, precision: bool = T
     parser.add_argument("--conf", type=float, default=None,
                         help="confidence threshold (default 0.4, FastSAM's; 0.15 for fastsam-default, whose scores "
                              "run lower)")
-    parser.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold")
+    parser.add_argument("--iou", type=float, default=None,
+                        help="NMS IoU threshold (default 0.9, FastSAM's; 0.7 for fastsam-default, which leaves more "
+                             "near-duplicates)")
     parser.add_argument("--max-det", type=int, default=300, help="maximum instances per image")
     parser.add_argument("--no-retina", action="store_true", help="masks at network-input resolution (faster)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
@@ -29,10 +31,11 @@ def add_inference_arguments(parser: argparse.ArgumentParser, precision: bool = T
 
 def predictor_options(args: argparse.Namespace) -> dict:
     """Predictor keyword arguments from the parsed options of :func:`add_inference_arguments`."""
-    from fastsam.model.zoo import default_conf
+    from fastsam.model.zoo import default_conf, default_iou
 
     conf = args.conf if args.conf is not None else default_conf(str(args.model))
-    options = {"imgsz": args.imgsz, "conf": conf, "iou": args.iou, "max_det": args.max_det,
+    iou = args.iou if args.iou is not None else default_iou(str(args.model))
+    options = {"imgsz": args.imgsz, "conf": conf, "iou": iou, "max_det": args.max_det,
                "retina": not args.no_retina}
     if hasattr(args, "precision"):
         options["precision"] = args.precision

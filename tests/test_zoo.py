@@ -137,6 +137,9 @@ def test_auto_prefers_cached_official_weights_then_the_bundled_model(
     # The bundled model's scores run lower: it brings its own confidence threshold, by name or by file.
     assert zoo.default_conf("auto") == zoo.default_conf("fastsam-default") == zoo.default_conf(bundled) == 0.15
     assert zoo.default_conf("FastSAM-x") == zoo.default_conf(tmp_path / "other.pt") == 0.4
+    # ... and its own NMS IoU: it leaves near-duplicate masks that FastSAM's 0.9 would keep.
+    assert zoo.default_iou("auto") == zoo.default_iou(" FastSAM-Default ") == zoo.default_iou(bundled) == 0.7
+    assert zoo.default_iou("FastSAM-s") == zoo.default_iou(tmp_path / "other.pt") == 0.9
     model_cache.mkdir(parents=True, exist_ok=True)
     for name in ("FastSAM-s", "FastSAM-x"):  # placed by hand, no known hash: trusted once
         monkeypatch.setitem(MODELS, name, dataclasses.replace(MODELS[name], sha256=None))
@@ -146,6 +149,21 @@ def test_auto_prefers_cached_official_weights_then_the_bundled_model(
     monkeypatch.setattr(zoo, "BUNDLED_PATH", tmp_path / "missing.safetensors")
     with pytest.raises(ModelNotFoundError, match="bundled model"):
         resolve_weights("fastsam-default")
+
+
+def test_command_line_settings_default_per_model_and_yield_to_the_user() -> None:
+    import argparse
+
+    from fastsam.cli_options import add_inference_arguments, predictor_options
+
+    parser = argparse.ArgumentParser()
+    add_inference_arguments(parser)
+    bundled = predictor_options(parser.parse_args(["--model", "fastsam-default"]))
+    official = predictor_options(parser.parse_args(["--model", "FastSAM-x"]))
+    assert (bundled["conf"], bundled["iou"]) == (zoo.BUNDLED_CONF, zoo.BUNDLED_IOU) == (0.15, 0.7)
+    assert (official["conf"], official["iou"]) == (0.4, 0.9)
+    chosen = predictor_options(parser.parse_args(["--model", "fastsam-default", "--iou", "0.9", "--conf", "0.3"]))
+    assert (chosen["conf"], chosen["iou"]) == (0.3, 0.9)
 
 
 def test_the_bundled_model_ships_with_the_package() -> None:

@@ -62,6 +62,8 @@ AUTO = "auto"  # the best model at hand: official weights when cached (x before 
 _AUTO_ORDER = ("FastSAM-x", "FastSAM-s")
 DEFAULT_CONF = 0.4  # FastSAM's confidence threshold
 BUNDLED_CONF = 0.15  # the bundled model's scores run lower (small, briefly trained); see its model card
+DEFAULT_IOU = 0.9  # FastSAM's NMS IoU threshold
+BUNDLED_IOU = 0.7  # a small model leaves near-duplicate masks that 0.9 keeps; see its model card
 
 
 def zoo_entry(name: str) -> ZooModel | None:
@@ -208,13 +210,24 @@ def _model_name(name_or_path: str | Path) -> str:
     return auto_model() if is_auto(name_or_path) else str(name_or_path).strip()
 
 
+def is_bundled(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` (a name, ``auto`` or a file) means the bundled model."""
+    if _model_name(name_or_path).lower() == BUNDLED_NAME:
+        return True
+    path = Path(name_or_path).expanduser()
+    return path.is_file() and path.resolve() == BUNDLED_PATH.resolve()
+
+
 def default_conf(name_or_path: str | Path) -> float:
     """The confidence threshold to use with a model when the user gives none: FastSAM's 0.4, or
     :data:`BUNDLED_CONF` for the bundled model (by name or by its file)."""
-    if _model_name(name_or_path).lower() == BUNDLED_NAME:
-        return BUNDLED_CONF
-    path = Path(name_or_path).expanduser()
-    return BUNDLED_CONF if path.is_file() and path.resolve() == BUNDLED_PATH.resolve() else DEFAULT_CONF
+    return BUNDLED_CONF if is_bundled(name_or_path) else DEFAULT_CONF
+
+
+def default_iou(name_or_path: str | Path) -> float:
+    """The NMS IoU threshold to use with a model when the user gives none: FastSAM's 0.9, or
+    :data:`BUNDLED_IOU` for the bundled model (by name or by its file)."""
+    return BUNDLED_IOU if is_bundled(name_or_path) else DEFAULT_IOU
 
 
 def auto_model() -> str:

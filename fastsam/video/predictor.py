@@ -136,13 +136,16 @@ class VideoPredictor:
                    low_conf: float | None = None, tracker_config: TrackerConfig | None = None,
                    **predictor_options: Any) -> "VideoPredictor":
         """Load ``model`` (zoo name, checkpoint, 'auto') into a Predictor. ``conf`` defaults to the model's (0.15
-        for the bundled model, else 0.4); with ``low_conf`` (below conf) the network keeps weaker detections,
-        which extend tracks but start none. ``predictor_options`` go to the Predictor (imgsz, iou, ...)."""
+        for the bundled model, else 0.4), and so does the NMS ``iou`` (0.7, else 0.9); with ``low_conf`` (below
+        conf) the network keeps weaker detections, which extend tracks but start none. ``predictor_options`` go to
+        the Predictor (imgsz, iou, ...)."""
         from fastsam.inference.predictor import Predictor
-        from fastsam.model.zoo import auto_model, default_conf, is_auto, load_model
+        from fastsam.model.zoo import auto_model, default_conf, default_iou, is_auto, load_model
 
         name = auto_model() if is_auto(str(model)) else model
         conf = default_conf(str(name)) if conf is None else conf
+        if predictor_options.get("iou") is None:
+            predictor_options["iou"] = default_iou(str(name))
         if low_conf is not None and isinstance(conf, (int, float)) and isinstance(low_conf, (int, float)) \
                 and low_conf > conf:
             raise InvalidInputError(f"low_conf {low_conf} is above conf {conf}; weak detections score below conf")

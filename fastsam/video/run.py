@@ -61,7 +61,7 @@ def _identity(source: FrameSource, weights: str, video: VideoPredictor, prompts:
 
 def track_video(source: str | os.PathLike | int, dest: str | os.PathLike, model: str | os.PathLike = "auto", *,
                 prompts: Sequence[dict] | None = None, imgsz: int = 1024, conf: float | None = None,
-                low_conf: float | None = None, iou: float = 0.9, max_det: int = 300, retina: bool = True,
+                low_conf: float | None = None, iou: float | None = None, max_det: int = 300, retina: bool = True,
                 device: str = "cpu", precision: str = "fp32", overlay: bool = False, resume: bool = False,
                 checkpoint_every: int = 50, progress: bool = False,
                 on_frame: Callable[[VideoFrame], Any] | None = None) -> TrackSummary:
@@ -78,7 +78,7 @@ def track_video(source: str | os.PathLike | int, dest: str | os.PathLike, model:
     """
     from tqdm import tqdm
 
-    from fastsam.model.zoo import auto_model, default_conf, is_auto, resolve_weights
+    from fastsam.model.zoo import auto_model, default_conf, default_iou, is_auto, resolve_weights
 
     prompts = _check_prompts(prompts)
     frames = FrameSource(source)
@@ -87,6 +87,7 @@ def track_video(source: str | os.PathLike | int, dest: str | os.PathLike, model:
     name = auto_model() if is_auto(str(model)) else model
     weights = str(resolve_weights(name, progress=progress))
     conf = default_conf(str(name)) if conf is None else conf  # by name: the bundled model's is lower
+    iou = default_iou(str(name)) if iou is None else iou
     video = VideoPredictor.from_model(weights, device=device, conf=conf, low_conf=low_conf, imgsz=imgsz, iou=iou,
                                       max_det=max_det, retina=retina, precision=precision)
     state = video.init_state(frames)
