@@ -16,7 +16,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-name=${1:?usage: campaign/run.sh NAME [save]  (NAME: run5, run7, run8, run9 or run10)}
+name=${1:?usage: campaign/run.sh NAME [save]  (NAME: run5, run7, run8, run9, run10 or run11)}
 RUN=${RUN:-/work/campaign/$name}
 D=${DATA:-$repo/../shared/data}
 cd "$repo"
@@ -43,7 +43,14 @@ case "$name" in
         schedule=(--epochs 15 --close-mosaic 5)
         origin=(--model "$RUN.origin.safetensors" --warmup-epochs 1)
         origin_blob=e7bb92c:campaign/run5.safetensors ;;  # run 5's weights after epoch 40
-    *) echo "unknown run $name (run5, run7, run8, run9, run10)" >&2; exit 2 ;;
+    run11)  # a third cycle from run 10's end (epoch 15 of its cycle, the bundled model since 2026-12-06): run 10's
+           # recipe with mosaic on half the images, so that more of them show whole large regions (the sky and sand
+           # blocks of the README picture; the epochs without mosaic gave most of the edge and region gains so far)
+        recipe=(--optimizer AdamW --lr0 0.001 --momentum 0.9 --warmup-bias-lr 0 --hyp mosaic=0.5)
+        schedule=(--epochs 15 --close-mosaic 5)
+        origin=(--model "$RUN.origin.safetensors" --warmup-epochs 1)
+        origin_blob=5aaec61:campaign/run10.safetensors ;;  # run 10's weights after epoch 15
+    *) echo "unknown run $name (run5, run7, run8, run9, run10, run11)" >&2; exit 2 ;;
 esac
 [ -n "${schedule+set}" ] || schedule=(--epochs 40 --close-mosaic 5)
 

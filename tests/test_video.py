@@ -24,6 +24,12 @@ from tests.paths import FIXTURES
 W, H = 384, 216
 FRAMES = 60
 IMGSZ = 320
+# The tracker's quality tests run on a pinned model, the first bundled one (v1, stored as fp16), at the settings
+# they were tuned on: they test the tracker, and must not move whenever the bundled model is retrained (the second
+# is less steady from frame to frame on these small synthetic pans; see its model card). The API and command-line
+# tests below use the bundled model.
+TRACKER_MODEL = Path(__file__).resolve().parent / "data" / "tracker-model-v1.safetensors"
+TRACKER_SETTINGS = {"conf": 0.15, "iou": 0.9}
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ def short_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def track_masks(path: Path, prompt: dict | None = None) -> list[dict]:
     """Each frame of a video: its tracked instances' masks by id and, with a prompt, the object's mask."""
-    video = VideoPredictor.from_model("fastsam-default", imgsz=IMGSZ)
+    video = VideoPredictor.from_model(TRACKER_MODEL, imgsz=IMGSZ, **TRACKER_SETTINGS)
     state = video.init_state(path)
     if prompt is not None:
         assert video.add_prompt(state, frame_index=0, **prompt) == 1
@@ -184,7 +190,7 @@ def test_prompt_is_reapplied_when_the_object_returns(short_video: Path, tmp_path
     frames = [f.image for f in FrameSource(short_video).frames()]
     for k, image in enumerate(frames):  # frames 4 to 6 blank: every track is lost, and dropped (max_lost 1)
         cv2.imwrite(str(tmp_path / f"{k:03d}.png"), np.full_like(image, 128) if 4 <= k <= 6 else image[..., ::-1])
-    video = VideoPredictor.from_model("fastsam-default", imgsz=IMGSZ, tracker_config=TrackerConfig(
+    video = VideoPredictor.from_model(TRACKER_MODEL, imgsz=IMGSZ, **TRACKER_SETTINGS, tracker_config=TrackerConfig(
         high_score=0.15, low_score=0.1, new_track_score=0.15, max_lost=1))
     state = video.init_state(tmp_path)
     video.add_prompt(state, frame_index=0, boxes=[DOG_BOX])
@@ -211,7 +217,7 @@ class DarkScorer:
 
 
 def test_text_prompt_follows_the_object_it_names(short_video: Path, single_thread: None) -> None:
-    video = VideoPredictor.from_model("fastsam-default", imgsz=IMGSZ)
+    video = VideoPredictor.from_model(TRACKER_MODEL, imgsz=IMGSZ, **TRACKER_SETTINGS)
     state = video.init_state(short_video)
     video.add_prompt(state, frame_index=2, object_id=1, texts="dark", text_model=DarkScorer())
     video.add_prompt(state, frame_index=2, object_id=2, boxes=[DOG_BOX])
@@ -224,7 +230,7 @@ def test_text_prompt_follows_the_object_it_names(short_video: Path, single_threa
 
 
 def test_weak_detections_extend_tracks_but_start_none(short_video: Path, single_thread: None) -> None:
-    video = VideoPredictor.from_model("fastsam-default", imgsz=160, conf=0.3, low_conf=0.1)
+    video = VideoPredictor.from_model(TRACKER_MODEL, imgsz=160, conf=0.3, low_conf=0.1, iou=0.9)
     config = video.tracker_config
     assert (video.predictor.conf, config.high_score, config.new_track_score, config.low_score) == (0.1, 0.3, 0.3, 0.1)
     state = video.init_state(short_video)
