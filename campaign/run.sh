@@ -42,7 +42,9 @@ case "$name" in
         [ "$name" = run9 ] && recipe+=(--hyp copy_paste=0.3)
         schedule=(--epochs 15 --close-mosaic 5)
         origin=(--model "$RUN.origin.safetensors" --warmup-epochs 1)
-        origin_blob=e7bb92c:campaign/run5.safetensors ;;  # run 5's weights after epoch 40
+        origin_blob=e7bb92c:campaign/run5.safetensors  # run 5's weights after epoch 40
+        finished="$name finished its 15 epochs; run 10's weights are fastsam-default version 2 (and
+5aaec61:campaign/run10.safetensors); run 9's were not kept" ;;
     run11)  # a third cycle from run 10's end (epoch 15 of its cycle, the bundled model since 2026-12-06): run 10's
            # recipe with mosaic on half the images, so that more of them show whole large regions (the sky and sand
            # blocks of the README picture; the epochs without mosaic gave most of the edge and region gains so far)

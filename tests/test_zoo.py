@@ -166,6 +166,19 @@ def test_command_line_settings_default_per_model_and_yield_to_the_user() -> None
     assert (chosen["conf"], chosen["iou"]) == (0.3, 0.9)
 
 
+def test_predictor_from_model_takes_the_model_s_own_settings(tmp_path: Path) -> None:
+    from fastsam import Predictor
+
+    bundled = Predictor.from_model("fastsam-default", imgsz=320)
+    assert (bundled.conf, bundled.iou, bundled.imgsz) == (0.15, 0.7, 320)
+    other = save_native(YoloV8Seg(YoloV8SegConfig.from_scale("n")), tmp_path / "other.safetensors")
+    assert (Predictor.from_model(other).conf, Predictor.from_model(other).iou) == (0.4, 0.9)
+    chosen = Predictor.from_model("fastsam-default", conf=0.3, iou=0.5)
+    assert (chosen.conf, chosen.iou) == (0.3, 0.5)
+    with pytest.raises(InvalidInputError, match="iou"):
+        Predictor.from_model("fastsam-default", iou=1.5)
+
+
 def test_the_bundled_model_ships_with_the_package() -> None:
     path = zoo.bundled_weights()
     assert path.stat().st_size <= 15 * 1024 * 1024

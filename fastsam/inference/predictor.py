@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence, Union
+from typing import Any, Iterator, Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -96,6 +96,18 @@ class Predictor:
         self.imgsz, self.conf, self.iou, self.max_det, self.retina = imgsz, conf, iou, max_det, retina
         self.max_pixels = max_pixels
         self.keep_prototypes = bool(keep_prototypes)
+
+    @classmethod
+    def from_model(cls, model: str | Path = "auto", *, conf: float | None = None, iou: float | None = None,
+                   progress: bool = False, **options: Any) -> "Predictor":
+        """Load ``model`` (zoo name, checkpoint path, ``fastsam-default`` or ``auto``) into a Predictor. ``conf`` and
+        ``iou`` default to the model's own: FastSAM's 0.4 and 0.9, the bundled model's 0.15 and 0.7. ``options``
+        are the other keyword arguments of the constructor (device, imgsz, ...)."""
+        from fastsam.model.zoo import auto_model, default_conf, default_iou, is_auto, load_model
+
+        name = auto_model() if is_auto(str(model)) else model
+        return cls(load_model(name, progress=progress), conf=default_conf(str(name)) if conf is None else conf,
+                   iou=default_iou(str(name)) if iou is None else iou, **options)
 
     def _settings(self, imgsz: int | None, conf: float | None, iou: float | None, max_det: int | None,
                   retina: bool | None) -> tuple[int, float, float, int, bool]:

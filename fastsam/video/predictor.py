@@ -140,17 +140,15 @@ class VideoPredictor:
         conf) the network keeps weaker detections, which extend tracks but start none. ``predictor_options`` go to
         the Predictor (imgsz, iou, ...)."""
         from fastsam.inference.predictor import Predictor
-        from fastsam.model.zoo import auto_model, default_conf, default_iou, is_auto, load_model
+        from fastsam.model.zoo import auto_model, default_conf, is_auto
 
         name = auto_model() if is_auto(str(model)) else model
         conf = default_conf(str(name)) if conf is None else conf
-        if predictor_options.get("iou") is None:
-            predictor_options["iou"] = default_iou(str(name))
         if low_conf is not None and isinstance(conf, (int, float)) and isinstance(low_conf, (int, float)) \
                 and low_conf > conf:
             raise InvalidInputError(f"low_conf {low_conf} is above conf {conf}; weak detections score below conf")
-        predictor = Predictor(load_model(name, progress=False), device=device,
-                              conf=conf if low_conf is None else low_conf, **predictor_options)
+        predictor = Predictor.from_model(name, device=device, conf=conf if low_conf is None else low_conf,
+                                         **predictor_options)
         return cls(predictor, tracker_config, conf)
 
     # ------------------------------------------------------------------------------------------ setting up
