@@ -24,7 +24,6 @@ from benchmarks.report import write_json  # noqa: E402
 
 from fastsam.inference.predictor import Predictor  # noqa: E402
 from fastsam.io.export import write_coco_json  # noqa: E402
-from fastsam.model.zoo import default_conf, default_iou, load_model  # noqa: E402
 
 STAGES = ("decode", "letterbox", "network", "nms", "masks", "encode")
 
@@ -59,9 +58,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    conf = default_conf(args.model) if args.conf is None else args.conf
-    iou = default_iou(args.model) if args.iou is None else args.iou
-    predictor = Predictor(load_model(args.model, progress=False), imgsz=args.imgsz, conf=conf, iou=iou)
+    predictor = Predictor.from_model(args.model, imgsz=args.imgsz, conf=args.conf, iou=args.iou)
+    conf, iou = predictor.conf, predictor.iou
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for image in args.images:

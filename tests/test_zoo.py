@@ -171,8 +171,8 @@ def test_predictor_from_model_takes_the_model_s_own_settings(tmp_path: Path) -> 
 
     bundled = Predictor.from_model("fastsam-default", imgsz=320)
     assert (bundled.conf, bundled.iou, bundled.imgsz) == (0.15, 0.7, 320)
-    other = save_native(YoloV8Seg(YoloV8SegConfig.from_scale("n")), tmp_path / "other.safetensors")
-    assert (Predictor.from_model(other).conf, Predictor.from_model(other).iou) == (0.4, 0.9)
+    other = Predictor.from_model(save_native(YoloV8Seg(YoloV8SegConfig.from_scale("n")), tmp_path / "o.safetensors"))
+    assert (other.conf, other.iou) == (0.4, 0.9)
     chosen = Predictor.from_model("fastsam-default", conf=0.3, iou=0.5)
     assert (chosen.conf, chosen.iou) == (0.3, 0.5)
     with pytest.raises(InvalidInputError, match="iou"):
