@@ -11,6 +11,7 @@ import pytest
 
 from fastsam.cli import main
 from fastsam.eval.report import PAPER_EDGES, load_results, render_report
+from fastsam.model.zoo import BUNDLED_CONF, BUNDLED_IOU, DEFAULT_CONF, DEFAULT_IOU
 from tests.test_eval_coco import write_coco_set
 
 
@@ -49,6 +50,28 @@ def test_edges_command_calls_the_edges_task(tmp_path: Path, monkeypatch: pytest.
     method, root, out, kwargs = calls[0]
     assert (method, root, kwargs["model"], kwargs["max_images"], kwargs["split"]) == ("canny", "bsds", None, 3, "val")
     assert main(["bench", "edges", "bsds", "--out", str(tmp_path), "--quiet"]) == 2  # fastsam edges need a model
+    # Each model at its own thresholds, as `fastsam segment` runs it; explicit values win.
+    for extra, expected in ((["--model", "fastsam-default"], (BUNDLED_CONF, BUNDLED_IOU)),
+                            (["--model", "FastSAM-x"], (DEFAULT_CONF, DEFAULT_IOU)),
+                            (["--model", "fastsam-default", "--conf", "0.3", "--iou", "0.5"], (0.3, 0.5))):
+        calls.clear()
+        assert main(["bench", "edges", "bsds", "--out", str(tmp_path), "--quiet", *extra]) == 0
+        assert (calls[0][3]["conf"], calls[0][3]["iou"]) == expected
+    assert (BUNDLED_CONF, BUNDLED_IOU) != (DEFAULT_CONF, DEFAULT_IOU)
+
+
+def test_bench_tasks_default_to_the_models_own_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+
+    def run_clicks_benchmark(data_root, out_dir, **kwargs):
+        seen.update(kwargs)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "clicks.md").write_text("table\n")
+        return {}
+
+    monkeypatch.setattr("fastsam.eval.clicks.run_clicks_benchmark", run_clicks_benchmark)
+    assert main(["bench", "clicks", "grabcut", "--out", str(tmp_path), "--model", "fastsam-default", "--quiet"]) == 0
+    assert (seen["conf"], seen["iou"]) == (BUNDLED_CONF, BUNDLED_IOU)
 
 
 def test_report_reads_edge_results_and_clicks(tmp_path: Path) -> None:

@@ -14,12 +14,16 @@ from typing import Any, Callable
 EDGE_METHODS_FALLBACK = ("fastsam", "canny")
 
 
-def _add_common(parser: argparse.ArgumentParser, conf: float, max_det: int, model_required: bool = True) -> None:
+def _add_common(parser: argparse.ArgumentParser, max_det: int, conf: float | None = None,
+                model_required: bool = True) -> None:
+    """The options every model task shares; ``conf`` None means the model's own default (0.4 for FastSAM's)."""
     parser.add_argument("--out", required=True, help="output folder (results, table, resumable per-image cache)")
     parser.add_argument("--model", required=model_required, help="zoo name (FastSAM-s, FastSAM-x) or checkpoint path")
     parser.add_argument("--imgsz", type=int, default=1024, help="network input long side (multiple of 32)")
-    parser.add_argument("--conf", type=float, default=conf, help=f"confidence threshold (default {conf})")
-    parser.add_argument("--iou", type=float, default=0.9, help="NMS IoU threshold (default 0.9)")
+    conf_default = f"default {conf}" if conf is not None else "default: the model's own, 0.4 for FastSAM's"
+    parser.add_argument("--conf", type=float, default=conf, help=f"confidence threshold ({conf_default})")
+    parser.add_argument("--iou", type=float, default=None,
+                        help="NMS IoU threshold (default: the model's own, 0.9 for FastSAM's)")
     parser.add_argument("--max-det", type=int, default=max_det, help=f"instances per image (default {max_det})")
     parser.add_argument("--no-retina", action="store_true", help="masks at network-input resolution (faster)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -39,8 +43,20 @@ def _finish(args: argparse.Namespace, task: str) -> int:
     return 0
 
 
+def _thresholds(args: argparse.Namespace) -> tuple[float, float]:
+    """``(conf, iou)``: the ones given, else the model's own (the bundled model's differ from FastSAM's), so that
+    ``fastsam bench`` measures a model as ``fastsam segment`` runs it."""
+    from fastsam.model.zoo import default_conf, default_iou
+
+    model = str(args.model) if args.model is not None else ""
+    conf = args.conf if args.conf is not None else default_conf(model)
+    iou = args.iou if args.iou is not None else default_iou(model)
+    return conf, iou
+
+
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {"imgsz": args.imgsz, "conf": args.conf, "iou": args.iou, "max_det": args.max_det,
+    conf, iou = _thresholds(args)
+    return {"imgsz": args.imgsz, "conf": conf, "iou": iou, "max_det": args.max_det,
             "retina": not args.no_retina, "device": args.device, "max_images": args.max_images,
             "progress": not args.quiet}
 
@@ -53,8 +69,9 @@ def _edges(args: argparse.Namespace) -> int:
         from fastsam.errors import InvalidInputError
 
         raise InvalidInputError("--method fastsam needs --model (a zoo name or checkpoint path)")
+    conf, iou = _thresholds(args)
     run_edges_benchmark(args.method, args.data_root, args.out, split=args.split, model=model, imgsz=args.imgsz,
-                        conf=args.conf, iou=args.iou, max_images=args.max_images, thresholds=args.thresholds,
+                        conf=conf, iou=iou, max_images=args.max_images, thresholds=args.thresholds,
                         workers=args.workers, progress=not args.quiet)
     return _finish(args, "edges")
 
@@ -116,12 +133,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     edges.add_argument("--split", default="val", help="BSDS500 split (default val)")
     edges.add_argument("--thresholds", type=int, default=99, help="edge-strength thresholds (default 99)")
     edges.add_argument("--workers", type=int, default=1, help="processes for boundary matching")
-    _add_common(edges, conf=0.4, max_det=300, model_required=False)
+    _add_common(edges, max_det=300, model_required=False)
 
     proposals = task("proposals", "class-agnostic object proposals on a COCO-format set: AR@10/100/1000 (box, "
                                   "mask; small/medium/large); defaults conf 0.001, max-det 1000", _proposals)
     _add_coco_set(proposals)
-    _add_common(proposals, conf=0.001, max_det=1000)
+    _add_common(proposals, max_det=1000, conf=0.001)
 
     boxes = task("boxes", "box-prompted instance segmentation: COCO mask AP and mean IoU, from ground-truth boxes "
                           "or a detections JSON", _boxes)
@@ -129,14 +146,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     boxes.add_argument("--detections", help="COCO results JSON whose boxes (and scores, categories) are the prompts "
                                             "(default: the ground-truth boxes)")
     boxes.add_argument("--min-score", type=float, default=0.0, help="ignore detections scoring below this")
-    _add_common(boxes, conf=0.4, max_det=300)
+    _add_common(boxes, max_det=300)
 
     clicks = task("clicks", "interactive segmentation with simulated clicks on GrabCut, Berkeley, DAVIS, COCO_MVal "
                             "or SBD (as RITM / f-BRS package them): mIoU after 1..N clicks, NoC@85/90", _clicks)
     clicks.add_argument("data_root", metavar="DATA_ROOT", help="folder with data_GT/ + boundary_GT/ (GrabCut), "
                                                                 "images/ + masks/ (Berkeley) or img/ + gt/ or masks/")
     clicks.add_argument("--max-clicks", type=int, default=20, help="clicks per image (default 20)")
-    _add_common(clicks, conf=0.4, max_det=300)
+    _add_common(clicks, max_det=300)
 
     report = task("report", "paper-style markdown: measured results beside the published numbers", _report)
     report.add_argument("results", nargs="+", metavar="RESULTS", help="result folders or <task>.json files")
