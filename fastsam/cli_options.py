@@ -31,10 +31,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser, precision: bool = T
 
 def predictor_options(args: argparse.Namespace) -> dict:
     """Predictor keyword arguments from the parsed options of :func:`add_inference_arguments`."""
-    from fastsam.model.zoo import default_conf, default_iou
+    from fastsam.model.zoo import model_thresholds
 
-    conf = args.conf if args.conf is not None else default_conf(str(args.model))
-    iou = args.iou if args.iou is not None else default_iou(str(args.model))
+    conf, iou = model_thresholds(str(args.model), args.conf, args.iou)
     options = {"imgsz": args.imgsz, "conf": conf, "iou": iou, "max_det": args.max_det,
                "retina": not args.no_retina}
     if hasattr(args, "precision"):

@@ -140,6 +140,12 @@ def test_auto_prefers_cached_official_weights_then_the_bundled_model(
     # ... and its own NMS IoU: it leaves near-duplicate masks that FastSAM's 0.9 would keep.
     assert zoo.default_iou("auto") == zoo.default_iou(" FastSAM-Default ") == zoo.default_iou(bundled) == 0.7
     assert zoo.default_iou("FastSAM-s") == zoo.default_iou(tmp_path / "other.pt") == 0.9
+    # What every entry point runs a model at: the values given win, each one on its own.
+    assert zoo.model_thresholds(bundled) == (0.15, 0.7)
+    assert zoo.model_thresholds("FastSAM-x") == (0.4, 0.9)
+    assert zoo.model_thresholds("fastsam-default", conf=0.3) == (0.3, 0.7)
+    assert zoo.model_thresholds("fastsam-default", iou=0.5) == (0.15, 0.5)
+    assert zoo.model_thresholds("FastSAM-s", conf=0.0, iou=0.0) == (0.0, 0.0)  # zero is a value, not "none"
     model_cache.mkdir(parents=True, exist_ok=True)
     for name in ("FastSAM-s", "FastSAM-x"):  # placed by hand, no known hash: trusted once
         monkeypatch.setitem(MODELS, name, dataclasses.replace(MODELS[name], sha256=None))

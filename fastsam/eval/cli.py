@@ -46,12 +46,9 @@ def _finish(args: argparse.Namespace, task: str) -> int:
 def _thresholds(args: argparse.Namespace) -> tuple[float, float]:
     """``(conf, iou)``: the ones given, else the model's own (the bundled model's differ from FastSAM's), so that
     ``fastsam bench`` measures a model as ``fastsam segment`` runs it."""
-    from fastsam.model.zoo import default_conf, default_iou
+    from fastsam.model.zoo import model_thresholds
 
-    model = str(args.model) if args.model is not None else ""
-    conf = args.conf if args.conf is not None else default_conf(model)
-    iou = args.iou if args.iou is not None else default_iou(model)
-    return conf, iou
+    return model_thresholds(str(args.model) if args.model is not None else "", args.conf, args.iou)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -103,11 +103,11 @@ class Predictor:
         """Load ``model`` (zoo name, checkpoint path, ``fastsam-default`` or ``auto``) into a Predictor. ``conf`` and
         ``iou`` default to the model's own: FastSAM's 0.4 and 0.9, the bundled model's 0.15 and 0.7. ``options``
         are the other keyword arguments of the constructor (device, imgsz, ...)."""
-        from fastsam.model.zoo import auto_model, default_conf, default_iou, is_auto, load_model
+        from fastsam.model.zoo import auto_model, is_auto, load_model, model_thresholds
 
         name = auto_model() if is_auto(str(model)) else model
-        return cls(load_model(name, progress=progress), conf=default_conf(str(name)) if conf is None else conf,
-                   iou=default_iou(str(name)) if iou is None else iou, **options)
+        conf, iou = model_thresholds(str(name), conf, iou)
+        return cls(load_model(name, progress=progress), conf=conf, iou=iou, **options)
 
     def _settings(self, imgsz: int | None, conf: float | None, iou: float | None, max_det: int | None,
                   retina: bool | None) -> tuple[int, float, float, int, bool]:

@@ -230,6 +230,14 @@ def default_iou(name_or_path: str | Path) -> float:
     return BUNDLED_IOU if is_bundled(name_or_path) else DEFAULT_IOU
 
 
+def model_thresholds(name_or_path: str | Path, conf: float | None = None, iou: float | None = None
+                     ) -> tuple[float, float]:
+    """``(conf, iou)`` to run a model at: those given, else the model's own (:func:`default_conf`,
+    :func:`default_iou`). Every entry point that loads a model by name goes through here."""
+    return (default_conf(name_or_path) if conf is None else conf,
+            default_iou(name_or_path) if iou is None else iou)
+
+
 def auto_model() -> str:
     """What ``model="auto"`` means now: the name of the largest official model already in the cache (never
     downloads), else :data:`BUNDLED_NAME`."""
