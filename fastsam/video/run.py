@@ -78,7 +78,7 @@ def track_video(source: str | os.PathLike | int, dest: str | os.PathLike, model:
     """
     from tqdm import tqdm
 
-    from fastsam.model.zoo import auto_model, default_conf, is_auto, resolve_weights
+    from fastsam.model.zoo import auto_model, is_auto, model_thresholds, resolve_weights
 
     prompts = _check_prompts(prompts)
     frames = FrameSource(source)
@@ -86,7 +86,7 @@ def track_video(source: str | os.PathLike | int, dest: str | os.PathLike, model:
         raise InvalidInputError(f"{frames.spec} is a live {frames.kind}: it cannot be resumed")
     name = auto_model() if is_auto(str(model)) else model
     weights = str(resolve_weights(name, progress=progress))
-    conf = default_conf(str(name)) if conf is None else conf  # by name: the bundled model's is lower
+    conf, iou = model_thresholds(str(name), conf, iou)  # by the name asked for, both by one rule
     video = VideoPredictor.from_model(weights, device=device, conf=conf, low_conf=low_conf, imgsz=imgsz, iou=iou,
                                       max_det=max_det, retina=retina, precision=precision)
     state = video.init_state(frames)
