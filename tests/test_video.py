@@ -15,6 +15,7 @@ import pytest
 
 from fastsam.cli import main
 from fastsam.errors import FastSAMError, InvalidInputError
+from fastsam.model import zoo
 from fastsam.rle import RunLengthMask
 from fastsam.video.writer import draw_tracks
 from fastsam.video import (FrameSource, StreamDroppedError, TrackerConfig, VideoPredictor, VideoReadError,
@@ -173,6 +174,9 @@ def test_prompted_object_follows_its_warped_first_frame_mask(single_thread: None
 
 def test_prompt_on_a_later_frame_and_its_bad_frames(short_video: Path, single_thread: None) -> None:
     video = VideoPredictor.from_model("fastsam-default", imgsz=160)
+    # The bundled model's own thresholds, both by one rule (zoo.model_thresholds).
+    assert (video.predictor.conf, video.predictor.iou, video.tracker_config.high_score) == (
+        zoo.BUNDLED_CONF, zoo.BUNDLED_IOU, zoo.BUNDLED_CONF)
     state = video.init_state(short_video)
     with pytest.raises(InvalidInputError, match="prompt frame 12 is beyond the end.*12 frames"):
         video.add_prompt(state, frame_index=12, boxes=[DOG_BOX])

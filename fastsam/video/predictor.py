@@ -140,10 +140,10 @@ class VideoPredictor:
         conf) the network keeps weaker detections, which extend tracks but start none. ``predictor_options`` go to
         the Predictor (imgsz, iou, ...)."""
         from fastsam.inference.predictor import Predictor
-        from fastsam.model.zoo import auto_model, default_conf, is_auto
+        from fastsam.model.zoo import auto_model, is_auto, model_thresholds
 
         name = auto_model() if is_auto(str(model)) else model
-        conf = default_conf(str(name)) if conf is None else conf
+        conf, _ = model_thresholds(str(name), conf)  # the NMS iou: Predictor.from_model, by the same rule
         if low_conf is not None and isinstance(conf, (int, float)) and isinstance(low_conf, (int, float)) \
                 and low_conf > conf:
             raise InvalidInputError(f"low_conf {low_conf} is above conf {conf}; weak detections score below conf")
