@@ -60,7 +60,8 @@ case "$name" in
         extra_data=("$D/camvid:test")
         schedule=(--epochs 15 --close-mosaic 5)
         origin=(--model "$RUN.origin.safetensors" --warmup-epochs 1)
-        origin_blob=39055ef:campaign/run11.safetensors ;;  # run 11's weights after epoch 15
+        origin_blob=39055ef:campaign/run11.safetensors  # run 11's weights after epoch 15
+        finished="run 12 finished its 15 epochs; its weights after epoch 15: campaign/run12.safetensors" ;;
     *) echo "unknown run $name (run5, run7, run8, run9, run10, run11, run12)" >&2; exit 2 ;;
 esac
 [ -n "${schedule+set}" ] || schedule=(--epochs 40 --close-mosaic 5)
